@@ -6,7 +6,9 @@ exactly as the DVC stages would.
 
 Usage (from the project root):
     python benchmarks/bench_baselines.py                      # the grid in params.yaml
+    python benchmarks/bench_baselines.py --paper-grid         # 6 models x 2 domains x 3 K x 5 seeds
     python benchmarks/bench_baselines.py --models gru4rec caser --skip-embed
+    python benchmarks/bench_baselines.py --paper-grid --set history_labels=false   # ids only, as the paper's
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import resource
 import time
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -24,7 +27,17 @@ from tallrec.config import load_params
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The largest of this process and its finished children (the grid's worker processes)."""
+    own, children = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return max(own, children) / 1024
+
+
+PAPER_GRID = {
+    "models": ["gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert"],
+    "domains": ["movie", "book"],
+    "ks": [16, 64, 256],
+    "seeds": [0, 1, 2, 3, 4],
+}
 
 
 def main() -> None:
@@ -32,9 +45,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="default: baselines.models in params.yaml")
     parser.add_argument("--skip-embed", action="store_true", help="reuse models/text_embeddings/")
     parser.add_argument("--threads", type=int, help="override baselines.threads (1 on a busy machine)")
+    parser.add_argument("--paper-grid", action="store_true", help="the paper's Table 3 grid, whatever params.yaml says")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override baselines.KEY (YAML value)")
     args = parser.parse_args()
     params = load_params()
     section = params["baselines"]
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        section[key] = yaml.safe_load(value)
+    if args.paper_grid:
+        section.update(PAPER_GRID)
     if args.threads:
         section["threads"] = args.threads
     models = args.models or section["models"]

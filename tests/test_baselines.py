@@ -89,6 +89,22 @@ def test_output_shape(name, splits, text):
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
+@pytest.mark.parametrize("name", ["gru4rec", "gru_bert"])
+def test_history_labels_switch(name, splits, text):
+    """history_labels: false hides the like/dislike of the history items (ids only, as the paper's baselines)."""
+    train = splits[0]
+    vocab = Vocab.build(train, CFG.min_count)
+    table, index = text_for(name, text)
+    batch = base.take(base.encode(train, vocab, index), torch.arange(7))
+    flipped = {**batch, "hist_label": 1 - batch["hist_label"]}
+    for labels_on in (True, False):
+        torch.manual_seed(0)
+        model = builder(name, dataclasses.replace(CFG, history_labels=labels_on), vocab, table, index)[0]().eval()
+        with torch.no_grad():
+            same = torch.equal(model(batch), model(flipped))
+        assert same is not labels_on
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_learns_synthetic_signal_and_is_deterministic(name, splits, text):
     train, valid, test = splits
@@ -100,3 +116,34 @@ def test_learns_synthetic_signal_and_is_deterministic(name, splits, text):
         a = run_one(name, cfg, train, valid, test, table, index, seed=3)
         b = run_one(name, cfg, train, valid, test, table, index, seed=3)
         np.testing.assert_array_equal(a["scores"], b["scores"])
+
+
+def test_grid_in_worker_processes_matches_one_process(splits, tmp_path, monkeypatch):
+    """The DVC stage's runner: two worker processes give the same files as one, in grid order."""
+    import json
+
+    from tallrec import paths
+    from tallrec.baselines.run import run_model
+
+    monkeypatch.chdir(tmp_path)
+    train, valid, test = splits
+    for split, df in (("valid", valid), ("test", test)):
+        paths.split_path("movie", split).parent.mkdir(parents=True, exist_ok=True)
+        df.write_parquet(paths.split_path("movie", split))
+    for seed in (0, 1):
+        paths.shot_path("movie", 16, seed).parent.mkdir(parents=True, exist_ok=True)
+        train.sample(n=64, seed=seed).write_parquet(paths.shot_path("movie", 16, seed))
+    section = {
+        **{f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)},
+        "weight_decays": [1e-4, 1e-6], "epochs": 2, "domains": ["movie"], "ks": [16], "seeds": [0, 1],
+    }
+    outputs = {}
+    for workers, threads in ((1, 1), (2, 2)):  # one thread per run either way
+        summary = run_model("gru4rec", {"baselines": {**section, "workers": workers, "threads": threads}})
+        scores = [pl.read_parquet(paths.baseline_predictions_path("gru4rec", "movie", 16, s))["score"] for s in (0, 1)]
+        outputs[workers] = (summary, scores)
+        assert json.loads(paths.baseline_metrics_path("gru4rec").read_text()) == summary
+    assert outputs[1][0] == outputs[2][0]
+    for a, b in zip(outputs[1][1], outputs[2][1]):
+        np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+    assert set(outputs[1][0]["movie"]["k16"]["per_seed"]) == {"seed0", "seed1"}

@@ -40,17 +40,19 @@ class BaselineConfig:
     caser_h_filters: int = 16  # per height 1..10
     caser_v_filters: int = 4
     dropout: float = 0.2
+    history_labels: bool = True  # add a like/dislike embedding to each history item (false: ids only)
     dros_alpha: float = 1.0  # weight of the DRO term
     dros_beta: float = 1.0  # temperature of the DRO term
     lr: float = 1e-3
     weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
     epochs: int = 20
-    patience: int = 3  # epochs without a better validation AUC before stopping
+    patience: int = 2  # epochs without a better validation AUC before stopping
     batch_size: int = 32
     eval_batch_size: int = 512
     min_count: int = 2  # an item needs this many occurrences in the training rows to get its own id
-    val_size: int = 500  # fixed seeded subset of the valid split used for weight-decay selection
-    threads: int = 2
+    val_size: int = 200  # fixed seeded subset of the valid split used for weight-decay selection
+    threads: int = 2  # cores for the whole grid
+    workers: int = 2  # runs trained at once, in separate processes, each on threads // workers cores
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> "BaselineConfig":
@@ -96,6 +98,10 @@ def pad_history(ids: list, labels: list) -> tuple[list, list]:
 
 def encode(df: pl.DataFrame, vocab: Vocab, text_index: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
     """Tensors for a split: history ids/labels [N,10], target [N], label [N]; text rows when given."""
+    if text_index is not None:
+        missing = set(df["history_item_ids"].explode().to_list() + df["target_item_id"].to_list()) - text_index.keys()
+        if missing:
+            raise ValueError(f"{len(missing)} items have no text vector (e.g. {sorted(missing)[0]!r}): rerun the text_embed stage")
     hist, hist_label, hist_text = [], [], []
     for ids, labels in zip(df["history_item_ids"].to_list(), df["history_labels"].to_list()):
         ids, labels = pad_history(ids, labels)
@@ -144,6 +150,12 @@ class Head(nn.Module):
         return self.out(F.relu(hu + eu)).squeeze(-1) + (hd * ed).sum(-1)
 
 
+def history_embedding(model: nn.Module, batch) -> torch.Tensor:
+    """Id embeddings of the history, plus the like/dislike embedding unless `history_labels` is off."""
+    x = model.item_emb(batch["hist"])
+    return x + model.label_emb(batch["hist_label"]) if model.cfg.history_labels else x
+
+
 class IdModel(nn.Module):
     """Item-id and like/dislike-label embeddings; subclasses add the sequence encoder."""
 
@@ -157,7 +169,7 @@ class IdModel(nn.Module):
         self.n_items = n_items
 
     def history(self, batch) -> torch.Tensor:
-        return self.item_emb(batch["hist"]) + self.label_emb(batch["hist_label"])
+        return history_embedding(self, batch)
 
     def items(self, batch, key: str) -> torch.Tensor:
         ids = batch["target"] if key == "target" else torch.arange(self.n_items)
@@ -229,7 +241,7 @@ def train_one(make_model, loss_fn, train, valid, cfg: BaselineConfig, seed: int,
     """Adam + MSE with early stopping on validation AUC; returns the best epoch's weights."""
     torch.manual_seed(seed)  # same init for every weight decay: only the decay differs
     model = make_model()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=weight_decay, fused=True)  # 5x faster step on CPU
     order = torch.Generator().manual_seed(seed)
     best = Fit(weight_decay, -1.0, 0, {})
     stale = 0

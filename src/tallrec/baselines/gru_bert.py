@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from tallrec.baselines.base import BaselineConfig, Head
+from tallrec.baselines.base import BaselineConfig, Head, history_embedding
 
 
 class Model(nn.Module):
@@ -29,8 +29,7 @@ class Model(nn.Module):
         self.candidate_text = None  # text rows of the vocabulary's items, set by the runner for DROS
 
     def encode(self, batch):
-        ids = self.item_emb(batch["hist"]) + self.label_emb(batch["hist_label"])
-        x = torch.cat([ids, self.text[batch["hist_text"]]], -1)
+        x = torch.cat([history_embedding(self, batch), self.text[batch["hist_text"]]], -1)
         _, h = self.gru(self.drop(x))
         return h[-1].float()
 

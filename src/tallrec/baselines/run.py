@@ -6,6 +6,8 @@ the valid split), keep the decay with the best validation AUC, and score the who
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
 from typing import Any, Callable
 
@@ -81,50 +83,88 @@ def run_one(name: str, cfg: BaselineConfig, train_df, valid_df, test_df, text=No
     }
 
 
+def domain_splits(name: str, domain: str, val_size: int | None) -> dict[str, Any]:
+    """The fixed valid subset, the test split and (text models) the text table of a domain."""
+    if domain not in paths.DOMAINS:
+        raise ValueError(f"baselines train and test in one domain: {domain!r} is not one of {paths.DOMAINS}")
+    valid = read_split(paths.split_path(domain, "valid"))
+    splits: dict[str, Any] = {
+        "valid": valid.sample(n=min(val_size, valid.height), seed=0) if val_size else valid,
+        "test": read_split(paths.split_path(domain, "test")),
+        "text": None,
+        "text_index": None,
+    }
+    if name in TEXT_MODELS:
+        from tallrec.baselines.text_embed import load_text_table
+
+        splits["text"], splits["text_index"] = load_text_table(domain)
+    return splits
+
+
+_worker_splits: dict[str, dict[str, Any]] = {}  # per process: a domain's splits are read once
+
+
+def run_job(name: str, section: dict[str, Any], threads: int, domain: str, k: int, seed: int) -> dict[str, Any]:
+    """One (domain, K, seed) of a model; runs in a worker process when `workers` > 1."""
+    torch.set_num_threads(threads)
+    cfg = BaselineConfig.from_params(section)
+    if domain not in _worker_splits:
+        _worker_splits[domain] = domain_splits(name, domain, cfg.val_size)
+    s = _worker_splits[domain]
+    return run_one(name, cfg, read_split(paths.shot_path(domain, k, seed)), s["valid"], s["test"], s["text"], s["text_index"], seed)
+
+
 def run_model(name: str, params: dict, section_name: str = "baselines") -> dict[str, Any]:
+    """Every (domain, K, seed) of one model, `workers` at a time, each worker on threads // workers cores.
+
+    Tiny models are dominated by per-step overhead that extra threads do not remove, so separate
+    processes are what use both cores. Every job seeds itself, so the results do not depend on the
+    order the jobs finish in (only on the thread count per job, like any float reduction)."""
     section = params[section_name]
     cfg = BaselineConfig.from_params(section)
-    torch.set_num_threads(cfg.threads)
     domains, ks, seeds = section["domains"], [int(k) for k in section["ks"]], [int(s) for s in section["seeds"]]
-    summary: dict[str, Any] = {}
+    workers = max(1, cfg.workers)
+    threads = max(1, cfg.threads // workers)
+    jobs = [(domain, k, seed) for domain in domains for k in ks for seed in seeds]
+    tests = {domain: domain_splits(name, domain, cfg.val_size)["test"] for domain in domains}  # fail early on bad input
+    results: dict[tuple, dict[str, Any]] = {}
+
+    def record(job: tuple, result: dict[str, Any]) -> None:
+        domain, k, seed = job
+        predictions = tests[domain].select("domain", "user", "target_item_id", "label").with_columns(
+            score=pl.Series(result.pop("scores"), dtype=pl.Float64)
+        )
+        write_parquet(predictions, paths.baseline_predictions_path(name, domain, k, seed))
+        results[job] = result
+
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, transient=True) as progress:
-        task = progress.add_task(name, total=len(domains) * len(ks) * len(seeds))
-        for domain in domains:
-            if domain not in paths.DOMAINS:
-                raise ValueError(f"baselines train and test in one domain: {domain!r} is not one of {paths.DOMAINS}")
-            valid_df = read_split(paths.split_path(domain, "valid"))
-            valid_df = valid_df.sample(n=min(cfg.val_size, valid_df.height), seed=0) if cfg.val_size else valid_df
-            test_df = read_split(paths.split_path(domain, "test"))
-            text, text_index = None, None
-            if name in TEXT_MODELS:
-                from tallrec.baselines.text_embed import load_text_table
-
-                text, text_index = load_text_table(domain)
-            summary[domain] = {}
-            for k in ks:
-                per_seed, decay, valid_auc, epochs = {}, {}, {}, {}
-                for seed in seeds:
-                    progress.update(task, description=f"{name} {domain} k{k} seed{seed}")
-                    result = run_one(name, cfg, read_split(paths.shot_path(domain, k, seed)), valid_df, test_df, text, text_index, seed)
-                    predictions = test_df.select("domain", "user", "target_item_id", "label").with_columns(
-                        score=pl.Series(result["scores"], dtype=pl.Float64)
-                    )
-                    write_parquet(predictions, paths.baseline_predictions_path(name, domain, k, seed))
-                    key = f"seed{seed}"
-                    per_seed[key] = round(result["auc"], 6)
-                    decay[key] = result["weight_decay"]
-                    valid_auc[key] = round(result["valid_auc"], 6)
-                    epochs[key] = result["epochs"]
+        task = progress.add_task(f"{name} ({workers} workers x {threads} threads)", total=len(jobs))
+        if workers == 1:
+            for job in jobs:
+                progress.update(task, description=f"{name} {job[0]} k{job[1]} seed{job[2]}")
+                record(job, run_job(name, section, threads, *job))
+                progress.advance(task)
+        else:
+            # spawn, not fork: a forked child of a process that already ran torch ops can hang in OpenMP
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(run_job, name, section, threads, *job): job for job in jobs}
+                for future in as_completed(futures):
+                    record(futures[future], future.result())
                     progress.advance(task)
-                aucs = np.array(list(per_seed.values()))
-                summary[domain][f"k{k}"] = {
-                    "auc_mean": round(float(aucs.mean()), 6),
-                    "auc_std": round(float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0, 6),
-                    "per_seed": per_seed,
-                    "weight_decay": decay,
-                    "valid_auc": valid_auc,
-                    "best_epoch": epochs,
-                }
+    summary: dict[str, Any] = {}
+    for domain in domains:
+        summary[domain] = {}
+        for k in ks:
+            runs = {f"seed{seed}": results[(domain, k, seed)] for seed in seeds}
+            aucs = np.array([r["auc"] for r in runs.values()])
+            summary[domain][f"k{k}"] = {
+                "auc_mean": round(float(aucs.mean()), 6),
+                "auc_std": round(float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0, 6),
+                "per_seed": {key: round(r["auc"], 6) for key, r in runs.items()},
+                "weight_decay": {key: r["weight_decay"] for key, r in runs.items()},
+                "valid_auc": {key: round(r["valid_auc"], 6) for key, r in runs.items()},
+                "best_epoch": {key: r["epochs"] for key, r in runs.items()},
+            }
     write_json(summary, paths.baseline_metrics_path(name))
     return summary

@@ -29,16 +29,22 @@ def encoder_dir() -> Path:
 
 
 def domain_items(domain: str) -> pl.DataFrame:
-    """Every item in the domain's train/valid/test histories and targets, with its text, sorted by id."""
+    """Every item a baseline can meet in a domain, with its text, sorted by id.
+
+    The baselines train on K-shot rows and score the valid and test splits, so the items of those
+    files are all they ever look up; the rest of the train split (book: 56k more items) is skipped.
+    """
+    files = [paths.split_path(domain, split) for split in ("valid", "test")]
+    files += sorted((paths.SHOTS / domain).glob("*.parquet"))
     frames = []
-    for split in paths.SPLITS:
-        df = pl.read_parquet(paths.split_path(domain, split))
+    for file in files:
+        df = pl.read_parquet(file)
         frames.append(df.select(item_id="history_item_ids", text="history_texts").explode("item_id", "text"))
         frames.append(df.select(item_id="target_item_id", text="target_text"))
     return pl.concat(frames).unique("item_id", keep="first", maintain_order=True).sort("item_id")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def embed_texts(texts: list[str], batch_size: int = 128, threads: int = 2) -> np.ndarray:
     from transformers import AutoModel, AutoTokenizer
 
@@ -53,7 +59,8 @@ def embed_texts(texts: list[str], batch_size: int = 128, threads: int = 2) -> np
     for start in track(starts, description="embedding item texts", total=len(starts), transient=True):
         chunk = [texts[i] for i in order[start : start + batch_size]]
         enc = tokenizer(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        hidden = model(**enc).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # 2x faster; cosine to fp32 >= 0.9999
+            hidden = model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"][..., None].float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         out.append(torch.nn.functional.normalize(pooled, dim=-1))

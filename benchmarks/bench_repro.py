@@ -1,0 +1,61 @@
+"""Wall time and peak memory of every stage of `dvc repro`, run one stage at a time in dvc.yaml order.
+
+Target (default params.yaml, 2-core CPU): the whole pipeline in at most 45 minutes.
+Each stage runs as `dvc repro --single-item <stage>`, so DVC skips the ones already up to date (use
+--force to rebuild them all); the peak RSS is that of the stage's process tree (wait4 rusage).
+
+Usage (from the project root):
+    python benchmarks/bench_repro.py            # what `dvc repro` would run
+    python benchmarks/bench_repro.py --force    # everything, from the raw data on
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+
+def stage_names() -> list[str]:
+    out = subprocess.run(["dvc", "stage", "list", "--name-only"], check=True, capture_output=True, text=True).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def run_stage(stage: str, force: bool) -> tuple[float, float, int]:
+    """(seconds, peak RSS MiB of the stage's process tree, exit status)."""
+    cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--force", action="store_true", help="rebuild stages that are up to date")
+    args = parser.parse_args()
+    rows = []
+    for stage in stage_names():
+        seconds, rss, code = run_stage(stage, args.force)
+        rows.append((stage, seconds, rss))
+        Console(stderr=True).print(f"[bold]{stage}[/]: {seconds:.0f} s, peak {rss:.0f} MiB")
+        if code != 0:
+            raise SystemExit(f"stage {stage} failed with exit status {code}")
+    table = Table(title=f"dvc repro, stage by stage ({os.cpu_count()} CPUs, load at the end {os.getloadavg()[0]:.1f})")
+    for column in ("stage", "seconds", "minutes", "peak RSS (MiB)"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage, seconds, rss in rows:
+        table.add_row(stage, f"{seconds:.0f}", f"{seconds / 60:.1f}", f"{rss:.0f}")
+    total = sum(r[1] for r in rows)
+    table.add_row("total", f"{total:.0f}", f"{total / 60:.1f}", f"{max(r[2] for r in rows):.0f}", style="bold")
+    Console().print(table)
+    print("target: 45 minutes for the default params.yaml")
+
+
+if __name__ == "__main__":
+    main()
