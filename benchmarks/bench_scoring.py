@@ -27,14 +27,25 @@ from tallrec.prompts import alpaca_prompt
 from tallrec.scoring import Scorer, ScoringConfig, answer_token_ids, configure_threads
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 2.0) -> tuple[int, float]:
+    """(n, GFLOP/s) of n x n x n products: 2048 on a CPU, 8192 (enough to fill it) on a GPU."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b  # warm-up: kernel selection, AMX tile setup
+    sync(device)
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
         reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+        if reps % 10 == 0:
+            sync(device)
+    sync(device)
+    return n, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def reference(model, tok, prompts, yes, no, batch_size, force_128=False):
@@ -44,7 +55,7 @@ def reference(model, tok, prompts, yes, no, batch_size, force_128=False):
     tok.padding_side = "left"
     out, steps = [], []
     for i in range(0, len(prompts), batch_size):
-        enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True)
+        enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.inference_mode():
             gen = model.generate(**enc, max_new_tokens=128, do_sample=False, num_beams=1,
                                  return_dict_in_generate=True, output_scores=True, pad_token_id=tok.pad_token_id,
@@ -52,14 +63,14 @@ def reference(model, tok, prompts, yes, no, batch_size, force_128=False):
         steps.append(len(gen.scores))
         out.append(torch.softmax(gen.scores[0][:, [yes, no]].float(), -1)[:, 0])
     print(f"  reference: {np.mean(steps):.0f} generated tokens per batch on average")
-    return torch.cat(out).numpy()
+    return torch.cat(out).cpu().numpy()
 
 
 def naive(model, tok, prompts, yes, no):
     out = []
     with torch.inference_mode():
         for p in prompts:
-            logits = model(**tok(p, return_tensors="pt")).logits  # every position, the whole vocabulary
+            logits = model(**tok(p, return_tensors="pt").to(model.device)).logits  # every position, the whole vocabulary
             out.append(torch.softmax(logits[0, -1, [yes, no]].float(), -1)[0].item())
     return np.array(out)
 
@@ -69,17 +80,23 @@ def main() -> None:
     ap.add_argument("--base", default="models/base/smollm2-135m")
     ap.add_argument("--n", type=int, default=256, help="movie test prompts")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"], help="auto: what the pipeline picks (tallrec.model.pick_dtype)")
     ap.add_argument("--forced-n", type=int, default=32, help="prompts for the forced-128-token reference (0: skip)")
     ap.add_argument("--threads", type=int, default=None, help="default: from the machine (tallrec.scoring.configure_threads)")
+    ap.add_argument("--device", default=None, help="default: cuda when present, else cpu")
     args = ap.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tallrec.model import pick_device, pick_dtype
+
     console = Console(width=150)
     threads = configure_threads(args.threads)
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    device = pick_device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{threads} threads"
+    dtype = pick_dtype(args.dtype, device)
+    args.dtype = "bf16" if dtype == torch.bfloat16 else "fp32"
     tok = AutoTokenizer.from_pretrained(args.base)
-    model = AutoModelForCausalLM.from_pretrained(args.base, dtype=dtype).eval()
+    model = AutoModelForCausalLM.from_pretrained(args.base, dtype=dtype).to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     df = pl.read_parquet("data/processed/movie/test.parquet").head(args.n)
@@ -87,21 +104,25 @@ def main() -> None:
     tokens = sum(len(ids) for ids in tok(prompts)["input_ids"])
     n_params = model.num_parameters() - model.get_input_embeddings().weight.numel()
     yes, no = answer_token_ids(tok)
-    console.print(f"{args.base} ({n_params / 1e6:.1f}M non-embedding params), {args.dtype}, {threads} threads, "
+    console.print(f"{args.base} ({n_params / 1e6:.1f}M non-embedding params), {args.dtype}, {where}, "
                   f"{len(prompts)} prompts, {tokens} tokens (mean {tokens / len(prompts):.0f})")
 
-    peak = {name: matmul_gflops(dt) for name, dt in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
+    peak = {name: matmul_gflops(dt, device) for name, dt in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
     rows, scores = [], {}
 
     def timed(name, fn, n=len(prompts)):
+        sync(device)
         t = time.perf_counter()
         scores[name] = fn()
+        sync(device)
         rows.append((name, time.perf_counter() - t, n))
         console.print(f"  {name}: {rows[-1][1]:.1f} s")
 
     engine = Scorer(model, tok, ScoringConfig(batch_size=args.batch_size, progress=False))
     plain = Scorer(model, tok, ScoringConfig(batch_size=args.batch_size, prefix_cache=False, progress=False))
-    engine.score(prompts[:2]), plain.score(prompts[:2])  # warm-up
+    # warm-up: kernel selection and, on a GPU, the allocator and cuBLAS plans for every batch shape
+    warm = prompts if device.type == "cuda" else prompts[:2]
+    engine.score(warm), plain.score(warm)
     timed("engine", lambda: Scorer(model, tok, ScoringConfig(batch_size=args.batch_size, progress=False)).score(prompts))
     timed("engine, no prefix cache", lambda: plain.score(prompts))
     timed("naive one-by-one forward", lambda: naive(model, tok, prompts, yes, no))
@@ -112,16 +133,18 @@ def main() -> None:
 
     ref_rate = len(prompts) / rows[3][1]
     sub_tokens = sum(len(ids) for ids in tok(prompts[: args.forced_n])["input_ids"]) if args.forced_n else 0
-    table = Table(title=f"scoring {len(prompts)} movie test prompts, {args.base}, {args.dtype}, {threads} threads")
+    table = Table(title=f"scoring {len(prompts)} movie test prompts, {args.base}, {args.dtype}, {where}")
     for col in ("path", "s", "prompts/s", "× reference", "GFLOP/s", f"% of {args.dtype} matmul", "max |Δp| vs naive"):
         table.add_column(col, justify="left" if col == "path" else "right")
     for name, sec, n in reversed(rows):
         gflops = 2 * n_params * (tokens if n == len(prompts) else sub_tokens) / sec / 1e9
         delta = np.abs(scores[name] - scores["naive one-by-one forward"][:n]).max()
         table.add_row(name, f"{sec:.1f}", f"{n / sec:.2f}", f"{n / sec / ref_rate:.1f}", f"{gflops:.0f}",
-                      f"{100 * gflops / peak[args.dtype]:.0f} %", f"{delta:.1e}")
+                      f"{100 * gflops / peak[args.dtype][1]:.0f} %", f"{delta:.1e}")
     console.print(table)
-    console.print(f"matmul {2048}³ in this run: bf16 {peak['bf16']:.0f} GFLOP/s, fp32 {peak['fp32']:.0f} GFLOP/s")
+    n = peak["bf16"][0]
+    console.print(f"matmul {n}³ in this run: bf16 {peak['bf16'][1]:.0f} GFLOP/s, fp32 {peak['fp32'][1]:.0f} GFLOP/s"
+                  + (" (fp32 runs as TF32 only if torch allows it)" if device.type == "cuda" else ""))
 
 
 if __name__ == "__main__":

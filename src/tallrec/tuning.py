@@ -142,6 +142,7 @@ class TrainState:
     epoch_tokens: int = 0
     done: bool = False
     stopped_early: bool = False
+    skipped_steps: int = 0  # optimizer steps skipped because the loss was not finite
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -215,8 +216,7 @@ def train(
     the resume state and `out/train_state.json` the summary. `stop_after_epochs` / `stop_after_steps`
     end the run as if interrupted right after that checkpoint (for tests of the resume).
     """
-    from sklearn.metrics import roc_auc_score
-
+    from tallrec.evaluation import auc as auc_of
     from tallrec.scoring import score_prompts
 
     if not examples:
@@ -251,9 +251,7 @@ def train(
                 "epoch_gen": epoch_gen_state}
 
     def validate() -> float:
-        p = score_prompts(model, tokenizer, list(valid[0]), batch_size=cfg.eval_batch_size, progress=False)
-        labels = np.asarray(valid[1])
-        return float(roc_auc_score(labels, p)) if len(set(labels.tolist())) == 2 else float("nan")
+        return auc_of(valid[1], score_prompts(model, tokenizer, list(valid[0]), batch_size=cfg.eval_batch_size, progress=False))
 
     start_time = time.perf_counter() - state.seconds
     with _progress() as bar:
@@ -278,12 +276,16 @@ def train(
                     # however the batch is cut into micro-batches
                     (loss / max(n_tokens, 1)).backward()
                     step_loss += loss.item()
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                lr = cfg.lr * min(1.0, (state.global_step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                optimizer.step()
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or math.inf)
+                if math.isfinite(step_loss) and math.isfinite(grad_norm.item()):
+                    lr = cfg.lr * min(1.0, (state.global_step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+                    for g in optimizer.param_groups:
+                        g["lr"] = lr
+                    optimizer.step()
+                else:
+                    # a NaN/inf loss or gradient would poison every weight through Adam: skip the step (a
+                    # diverged bf16 run of qwen2.5-coder-1.5b on a GPU ended in NaN validation scores)
+                    state.skipped_steps += 1
                 state.global_step += 1
                 state.step_in_epoch = step + 1
                 state.epoch_loss += step_loss
@@ -501,13 +503,44 @@ def curves_dir() -> Path:
 
 def _live(name: str, resume: bool):
     """dvclive logger of one configuration's curves (train loss, valid AUC per epoch)."""
-    from dvclive import Live
-
     folder = curves_dir() / name
     if not resume:
         shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration under this name
+    try:
+        from dvclive import Live
+    except ImportError:  # a machine without DVC, such as a bare GPU box: the same files, written by hand
+        return TsvCurves(folder)
     # resume keeps the steps of an interrupted run; no dvc.yaml edits, no report, no git
     return Live(str(folder), resume=resume, report=None, save_dvc_exp=False, dvcyaml=None)
+
+
+class TsvCurves:
+    """The part of dvclive's Live that `train` uses, writing the files dvclive writes
+    (`<folder>/plots/metrics/<metric>.tsv`, columns step and the metric's last name part), so
+    `dvc plots show` draws curves made where dvclive is not installed. Appends, so a resumed run
+    continues its curves."""
+
+    def __init__(self, folder: Path):
+        self.root = Path(folder) / "plots" / "metrics"
+        self.pending: dict[str, float] = {}
+        lengths = [len(f.read_text().splitlines()) - 1 for f in self.root.rglob("*.tsv")]
+        self.step = max(lengths, default=0)
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.pending[name] = value
+
+    def next_step(self) -> None:
+        for name, value in self.pending.items():
+            path = self.root / f"{name}.tsv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists()
+            with path.open("a") as f:
+                f.write((f"step\t{name.split('/')[-1]}\n" if new else "") + f"{self.step}\t{value}\n")
+        self.pending.clear()
+        self.step += 1
+
+    def end(self) -> None:
+        self.pending.clear()
 
 
 def rec_tune(params: dict[str, Any]) -> list[tuple[RecRun, TrainState]]:
