@@ -211,13 +211,13 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"model.dtype must be auto, bf16, fp16 or fp32, not {dtype!r}")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_bf16_is_faster() else torch.float32
+    return torch.bfloat16 if cpu_bf16_is_faster() else torch.float32
 
 
 _BF16_FASTER: bool | None = None
 
 
-def _cpu_bf16_is_faster() -> bool:
+def cpu_bf16_is_faster() -> bool:
     """bf16 pays on a CPU only with native support (AVX512-BF16 / AMX); a short matmul probe decides."""
     global _BF16_FASTER
     if _BF16_FASTER is None:
@@ -332,5 +332,5 @@ def cli_build_base(params: dict[str, Any]) -> Path:
 __all__ = [
     "CATALOG", "Backbone", "ModelConfig", "LoraParams", "base_dir", "build_base", "resolve_base",
     "load_base", "load_tokenizer", "add_lora", "load_adapter", "pick_device", "pick_dtype",
-    "gguf_parts", "joined_gguf",
+    "gguf_parts", "joined_gguf", "cpu_bf16_is_faster",
 ]

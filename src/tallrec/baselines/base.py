@@ -34,7 +34,7 @@ class BaselineConfig:
     layers: int = 1  # GRU layers (GRU4Rec, DROS)
     bert_hidden: int = 1024  # GRU-BERT / DROS-BERT, as in the TALLRec paper
     bert_layers: int = 4
-    bert_bf16: bool = True  # bf16 autocast for the big GRU: ~5x faster on CPUs with AMX/AVX512-BF16
+    bert_bf16: bool = True  # bf16 autocast for the big GRU: ~5x faster on CPUs with AMX/AVX512-BF16 (ignored without)
     sasrec_blocks: int = 2
     sasrec_heads: int = 1
     caser_h_filters: int = 16  # per height 1..10

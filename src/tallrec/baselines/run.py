@@ -20,6 +20,7 @@ from tallrec import paths
 from tallrec.baselines import MODELS, base
 from tallrec.baselines.base import BaselineConfig, Vocab
 from tallrec.io import DataError, write_json, write_parquet
+from tallrec.model import cpu_bf16_is_faster
 
 TEXT_MODELS = ("gru_bert", "dros_bert")
 DROS_MODELS = ("dros", "dros_bert")
@@ -41,7 +42,7 @@ def builder(name: str, cfg: BaselineConfig, vocab: Vocab, text: torch.Tensor | N
             model.candidate_text = candidate_text
             return model
 
-        bf16 = cfg.bert_bf16
+        bf16 = cfg.bert_bf16 and cpu_bf16_is_faster()  # emulated bf16 (no AVX512-BF16 / AMX) is slower
     else:
         import importlib
 
