@@ -142,7 +142,7 @@ class TrainState:
     epoch_tokens: int = 0
     done: bool = False
     stopped_early: bool = False
-    skipped_steps: int = 0  # optimizer steps skipped because the loss was not finite
+    skipped_steps: int = 0  # optimizer steps skipped because the loss or gradient was not finite
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
