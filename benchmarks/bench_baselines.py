@@ -18,12 +18,11 @@ import os
 import resource
 import time
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from tallrec import paths
-from tallrec.config import load_params
+from tallrec.config import load_params, set_param
 
 
 def peak_rss_mib() -> float:
@@ -51,8 +50,7 @@ def main() -> None:
     params = load_params()
     section = params["baselines"]
     for assignment in args.set:
-        key, _, value = assignment.partition("=")
-        section[key] = yaml.safe_load(value)
+        set_param(params, f"baselines.{assignment}")
     if args.paper_grid:
         section.update(PAPER_GRID)
     if args.threads:

@@ -227,3 +227,16 @@ def test_k_shot_draws(tmp_path):
     assert both.height == 32 and both.filter(pl.col("domain") == "movie").equals(a)
     with pytest.raises(ValueError, match="K=64 is larger than the book train split \\(50 rows\\)"):
         sampling.k_shot(trains, "book", 64, 0)
+
+
+def test_set_param_overrides_like_dvc_exp_run():
+    from tallrec.config import set_param
+
+    params = {"rec_tune": {"ks": [64], "lr": 1e-3}}
+    set_param(params, "rec_tune.ks=[16,64,256]")
+    set_param(params, "model.name=qwen2.5-coder-0.5b")  # a missing section is created
+    set_param(params, "evaluate.test_size=null")
+    assert params == {"rec_tune": {"ks": [16, 64, 256], "lr": 1e-3}, "model": {"name": "qwen2.5-coder-0.5b"},
+                      "evaluate": {"test_size": None}}
+    with pytest.raises(ValueError, match="expected key.path=value"):
+        set_param(params, "rec_tune.ks")

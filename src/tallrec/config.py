@@ -19,3 +19,15 @@ def load_params(path: Path | str = PARAMS) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise DataError(path, "expected a mapping at the top level")
     return params
+
+
+def set_param(params: dict[str, Any], assignment: str) -> None:
+    """Apply one `key.path=value` override in place, the value read as YAML (as `dvc exp run -S`)."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise ValueError(f"override {assignment!r}: expected key.path=value")
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = yaml.safe_load(value)
