@@ -55,8 +55,9 @@ def main() -> None:
         section.update(PAPER_GRID)
     if args.threads:
         section["threads"] = args.threads
-    models = args.models or section["models"]
-    from tallrec.baselines.run import TEXT_MODELS, run_model
+    models = section["models"] = args.models or section["models"]  # text_embed embeds only for text-aware ones
+    from tallrec.baselines import TEXT_MODELS
+    from tallrec.baselines.run import run_model
     from tallrec.baselines.text_embed import text_embed
 
     rows = []

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 import torch
 
-from tallrec.baselines import MODELS, base
+from tallrec.baselines import MODELS, TEXT_MODELS, base
 from tallrec.baselines.base import BaselineConfig, Vocab
-from tallrec.baselines.run import TEXT_MODELS, builder, run_one
+from tallrec.baselines.run import builder, run_one
 
 N_ITEMS, N_GROUPS, TEXT_DIM = 20, 4, 8
 
@@ -147,3 +147,22 @@ def test_grid_in_worker_processes_matches_one_process(splits, tmp_path, monkeypa
     for a, b in zip(outputs[1][1], outputs[2][1]):
         np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
     assert set(outputs[1][0]["movie"]["k16"]["per_seed"]) == {"seed0", "seed1"}
+
+
+def test_text_embed_is_empty_without_a_text_model(splits, tmp_path, monkeypatch):
+    """The default pipeline (ID models only) spends nothing on text vectors; a text-aware model that
+    meets such a table says what to change instead of failing on a missing row."""
+    from tallrec import paths
+    from tallrec.baselines.text_embed import load_text_table, text_embed
+    from tallrec.io import DataError
+
+    monkeypatch.chdir(tmp_path)
+    for split, df in (("valid", splits[1]), ("test", splits[2])):
+        texted = df.with_columns(history_texts=pl.col("history_item_ids"), target_text=pl.col("target_item_id"))
+        paths.split_path("movie", split).parent.mkdir(parents=True, exist_ok=True)
+        texted.write_parquet(paths.split_path("movie", split))
+    out = text_embed("movie", {"baselines": {"models": ["gru4rec", "sasrec"]}})
+    table = pl.read_parquet(out)
+    assert table.is_empty() and table.columns == ["item_id", "embedding"]
+    with pytest.raises(DataError, match="add gru_bert or dros_bert"):
+        load_text_table("movie")

@@ -5,3 +5,4 @@ loop; `run` drives one model over every domain x K x seed in params.yaml.
 """
 
 MODELS = ("gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert")
+TEXT_MODELS = ("gru_bert", "dros_bert")  # the ones that read item-text vectors (the text_embed stage)

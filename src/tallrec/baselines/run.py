@@ -17,12 +17,11 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tallrec import paths
-from tallrec.baselines import MODELS, base
+from tallrec.baselines import MODELS, TEXT_MODELS, base
 from tallrec.baselines.base import BaselineConfig, Vocab
 from tallrec.io import DataError, write_json, write_parquet
 from tallrec.model import cpu_bf16_is_faster
 
-TEXT_MODELS = ("gru_bert", "dros_bert")
 DROS_MODELS = ("dros", "dros_bert")
 
 

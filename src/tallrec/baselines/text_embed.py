@@ -18,6 +18,7 @@ import torch
 from rich.progress import track
 
 from tallrec import paths
+from tallrec.baselines import TEXT_MODELS
 from tallrec.io import DataError, write_parquet
 
 
@@ -73,12 +74,22 @@ def embed_texts(texts: list[str], batch_size: int = 128, threads: int = 2) -> np
     return restored
 
 
+def needs_text(params: dict) -> bool:
+    return any(m in TEXT_MODELS for m in (params.get("baselines") or {}).get("models", []))
+
+
 def text_embed(domain: str, params: dict) -> Path:
+    """Writes the domain's item vectors; an empty table when no text-aware baseline is selected, so the
+    default pipeline does not spend ~3 minutes (2 cores) embedding texts nothing reads."""
     if domain not in paths.DOMAINS:
         raise ValueError(f"unknown domain {domain!r}: expected one of {paths.DOMAINS}")
     section = params.get("baselines", {})
     items = domain_items(domain)
-    vectors = embed_texts(items["text"].to_list(), threads=int(section.get("threads", 2)))
+    if not needs_text(params):
+        items = items.clear()
+        vectors = np.zeros((0, 0), dtype=np.float32)
+    else:
+        vectors = embed_texts(items["text"].to_list(), threads=int(section.get("threads", 2)))
     out = paths.text_embeddings_path(domain)
     df = items.select("item_id").with_columns(embedding=pl.Series(list(vectors), dtype=pl.List(pl.Float32)))
     write_parquet(df, out)
@@ -93,6 +104,9 @@ def load_text_table(domain: str) -> tuple[torch.Tensor, dict[str, int]]:
     df = pl.read_parquet(path)
     if set(df.columns) != {"item_id", "embedding"}:
         raise DataError(path, f"expected columns item_id, embedding; got {df.columns}")
+    if df.is_empty():
+        raise DataError(path, "no item vectors: text_embed ran with no text-aware model in baselines.models; "
+                              "add gru_bert or dros_bert there and run it again")
     table = torch.tensor(np.asarray(df["embedding"].to_list(), dtype=np.float32))
     table = torch.cat([table, table.mean(0, keepdim=True)])
     return table, {item: i for i, item in enumerate(df["item_id"].to_list())}
