@@ -7,12 +7,14 @@ Each stage runs as `dvc repro --single-item <stage>`, so DVC skips the ones alre
 Usage (from the project root):
     python benchmarks/bench_repro.py            # what `dvc repro` would run
     python benchmarks/bench_repro.py --force    # everything, from the raw data on
+    python benchmarks/bench_repro.py --fresh    # --force, and first delete the persisted outputs, as on a fresh clone
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import time
 
@@ -23,6 +25,19 @@ from rich.table import Table
 def stage_names() -> list[str]:
     out = subprocess.run(["dvc", "stage", "list", "--name-only"], check=True, capture_output=True, text=True).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def delete_persisted_outputs() -> None:
+    """Outputs marked `persist: true` survive `dvc repro --force`, and the stages reuse them (finished
+    tunings, evaluated configurations): a timing of a fresh clone must not start with them."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        for stage in repo.index.stages:
+            for out in stage.outs:
+                if out.persist and os.path.exists(out.fs_path):
+                    Console(stderr=True).print(f"deleting {os.path.relpath(out.fs_path)}")
+                    shutil.rmtree(out.fs_path) if os.path.isdir(out.fs_path) else os.remove(out.fs_path)
 
 
 def run_stage(stage: str, force: bool) -> tuple[float, float, int]:
@@ -38,7 +53,11 @@ def run_stage(stage: str, force: bool) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--force", action="store_true", help="rebuild stages that are up to date")
+    parser.add_argument("--fresh", action="store_true", help="--force, after deleting the persisted outputs")
     args = parser.parse_args()
+    if args.fresh:
+        delete_persisted_outputs()
+        args.force = True
     rows = []
     for stage in stage_names():
         seconds, rss, code = run_stage(stage, args.force)
