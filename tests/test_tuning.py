@@ -183,3 +183,24 @@ def test_tsv_curves_write_what_dvclive_writes_and_append_on_resume(tmp_path):
     metrics = tmp_path / "run" / "plots" / "metrics"
     assert (metrics / "train" / "loss.tsv").read_text() == "step\tloss\n0\t0.5\n1\t0.25\n2\t0.125\n"
     assert (metrics / "valid" / "auc.tsv").read_text() == "step\tauc\n0\t0.6\n1\t0.7\n"
+
+
+def test_a_step_does_not_depend_on_how_the_batch_is_cut(tiny_backbone, tmp_path):
+    """The batch is sorted by length and cut into micro-batches; the step's update must be the same
+    for any micro-batch size (the gradient is one sum over the batch's answer tokens)."""
+    df = toy_frame(8, 3)
+    df = df.with_columns(input=pl.Series([x.replace("User Preference:", "User Preference:" + " Gamma," * i)
+                                          for i, x in enumerate(df["input"])]))  # 8 different lengths
+    weights = {}
+    for micro in (1, 2, 8):
+        torch.manual_seed(0)
+        model, tok = load_base(tiny_backbone, FP32)
+        model = add_lora(model, LoraParams(r=8, alpha=16, dropout=0.0))  # no dropout draws to differ
+        cfg = TrainConfig(lr=1e-2, batch_size=8, micro_batch=micro, epochs=1, seed=0)
+        ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), cfg)
+        assert len({len(ids) for ids, _ in ex}) > 1  # rows of different lengths, so padding is exercised
+        train(model, tok, ex, cfg, tmp_path / f"micro{micro}", fingerprint=str(micro))
+        weights[micro] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for micro in (2, 8):
+        for name, w in weights[1].items():
+            torch.testing.assert_close(weights[micro][name], w, rtol=1e-4, atol=1e-6)
