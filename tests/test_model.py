@@ -141,3 +141,26 @@ def test_bitsandbytes_base_takes_a_lora_and_scores(tiny_backbone, tmp_path, quan
                   valid=(rec_prompts(df), df["label"].to_list()))
     assert state.done and math.isfinite(state.history[0]["loss"])
     assert (tmp_path / "q" / "adapter_model.safetensors").exists()
+
+
+def test_a_fresh_lora_is_drawn_from_its_seed_not_the_global_rng(tiny_backbone):
+    """The global RNG state at start-up differs between processes; a fresh adapter must not."""
+    import torch
+
+    from tallrec.model import LoraParams, add_lora
+
+    def lora_weights(global_seed: int, seed: int) -> list:
+        torch.manual_seed(global_seed)  # stands for whatever state the process happens to be in
+        model, _ = load_base(tiny_backbone, ModelConfig(dtype="fp32", device="cpu"))
+        model = add_lora(model, LoraParams(), seed=seed)
+        state = torch.get_rng_state()
+        return [p.detach().clone() for p in model.parameters() if p.requires_grad], state
+
+    a, state_a = lora_weights(1, seed=0)
+    b, _ = lora_weights(2, seed=0)
+    c, _ = lora_weights(1, seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    torch.manual_seed(1)
+    load_base(tiny_backbone, ModelConfig(dtype="fp32", device="cpu"))
+    assert torch.equal(state_a, torch.get_rng_state())  # the caller's RNG stream is left as it was

@@ -304,8 +304,9 @@ class LoraParams:
         return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
 
 
-def add_lora(model, lora: LoraParams, adapter: Path | str | None = None):
-    """Wrap `model` with a trainable LoRA: fresh, or continued from a saved adapter folder."""
+def add_lora(model, lora: LoraParams, adapter: Path | str | None = None, seed: int = 0):
+    """Wrap `model` with a trainable LoRA: fresh (its A matrices drawn from `seed`), or continued from a
+    saved adapter folder."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if adapter is not None:
@@ -314,7 +315,11 @@ def add_lora(model, lora: LoraParams, adapter: Path | str | None = None):
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    # torch's global RNG state differs from one process to the next here (measured), so an unseeded
+    # init made every run's adapter, and so its AUC, differ in the third decimal
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 def load_adapter(model, adapter: Path | str):

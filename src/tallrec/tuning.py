@@ -398,7 +398,7 @@ def alpaca_tune(params: dict[str, Any]) -> TrainState:
         return done
     model, tokenizer = load_base(base, mcfg)
     examples = encode_all(tokenizer, prompts, answers, cfg)
-    model = add_lora(model, lora)
+    model = add_lora(model, lora, seed=cfg.seed)
     return train(model, tokenizer, examples, cfg, out, fingerprint=fingerprint, desc="alpaca_tune")
 
 
@@ -489,7 +489,7 @@ def rec_tune_one(run: RecRun, params: dict[str, Any], model=None, tokenizer=None
         model, tokenizer = load_base(base, mcfg)
     df = pl.read_parquet(shots)
     examples = encode_all(tokenizer, rec_prompts(df), df["output"].to_list(), cfg)
-    model = add_lora(model, lora, start)
+    model = add_lora(model, lora, start, seed=run.seed)
     valid = valid_set(run.train_domain, section.get("valid_size"), run.seed)
     live = _live(run.name, resume=_load_checkpoint(out / "checkpoint", fingerprint) is not None)
     try:
