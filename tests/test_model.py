@@ -149,7 +149,7 @@ def test_a_fresh_lora_is_drawn_from_its_seed_not_the_global_rng(tiny_backbone):
 
     from tallrec.model import LoraParams, add_lora
 
-    def lora_weights(global_seed: int, seed: int) -> list:
+    def lora_weights(global_seed: int, seed: int) -> tuple[list, torch.Tensor]:
         torch.manual_seed(global_seed)  # stands for whatever state the process happens to be in
         model, _ = load_base(tiny_backbone, ModelConfig(dtype="fp32", device="cpu"))
         model = add_lora(model, LoraParams(), seed=seed)
