@@ -14,6 +14,7 @@ Usage (from the project root):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import time
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tallrec import paths
-from tallrec.config import load_params, set_param
+from tallrec.config import load_params
 
 
 def peak_rss_mib() -> float:
@@ -47,22 +48,22 @@ def main() -> None:
     parser.add_argument("--paper-grid", action="store_true", help="the paper's Table 3 grid, whatever params.yaml says")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override baselines.KEY (YAML value)")
     args = parser.parse_args()
-    params = load_params()
-    section = params["baselines"]
-    for assignment in args.set:
-        set_param(params, f"baselines.{assignment}")
+    overrides = [f"baselines.{assignment}" for assignment in args.set]
     if args.paper_grid:
-        section.update(PAPER_GRID)
+        overrides += [f"baselines.{key}={json.dumps(value)}" for key, value in PAPER_GRID.items()]
     if args.threads:
-        section["threads"] = args.threads
-    models = section["models"] = args.models or section["models"]  # text_embed embeds only for text-aware ones
+        overrides.append(f"baselines.threads={args.threads}")
+    if args.models:  # text_embed embeds only for the text-aware ones
+        overrides.append(f"baselines.models={json.dumps(args.models)}")
+    params = load_params(overrides=overrides)
+    section, models = params.baselines, params.baselines.models
     from tallrec.baselines import TEXT_MODELS
     from tallrec.baselines.run import run_model
     from tallrec.baselines.text_embed import text_embed
 
     rows = []
     if not args.skip_embed and any(m in TEXT_MODELS for m in models):
-        for domain in section["domains"]:
+        for domain in section.domains:
             start = time.perf_counter()
             text_embed(domain, params)
             rows.append((f"text_embed {domain}", time.perf_counter() - start, peak_rss_mib(), ""))
@@ -72,8 +73,8 @@ def main() -> None:
         cells = "  ".join(f"{d[:1]}{k[1:]} {v['auc_mean']:.3f}" for d, by_k in summary.items() for k, v in by_k.items())
         rows.append((model, time.perf_counter() - start, peak_rss_mib(), cells))
         Console(stderr=True).print(f"{model}: {rows[-1][1]:.0f} s  {cells}")
-    n_runs = len(section["domains"]) * len(section["ks"]) * len(section["seeds"])
-    table = Table(title=f"baseline grid: {n_runs} runs x {len(section['weight_decays'])} weight decays per model ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
+    n_runs = len(section.domains) * len(section.ks) * len(section.seeds)
+    table = Table(title=f"baseline grid: {n_runs} runs x {len(section.weight_decays)} weight decays per model ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
     for column in ("step", "seconds", "peak RSS so far (MiB)", "test AUC mean (m=movie, b=book; K)"):
         table.add_column(column, justify="left" if column.startswith(("step", "test")) else "right")
     for name, seconds, rss, cells in rows:

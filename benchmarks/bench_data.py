@@ -26,7 +26,7 @@ def peak_rss_mib() -> float:
 
 def main() -> None:
     params = load_params(ROOT / "params.yaml")
-    mirror = (ROOT / params["data"]["mirror"]).resolve()
+    mirror = (ROOT / params.data.mirror).resolve()
     steps = [
         ("fetch", lambda: data.fetch(mirror)),
         ("prepare movie", lambda: data.prepare("movie", params)),

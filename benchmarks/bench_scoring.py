@@ -24,7 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tallrec.prompts import alpaca_prompt
-from tallrec.scoring import Scorer, ScoringConfig, answer_token_ids, configure_threads
+from tallrec.config import PromptParams
+from tallrec.prompts import answer_token_ids
+from tallrec.runtime import configure_threads, pick_device, pick_dtype
+from tallrec.scoring import Scorer, ScoringConfig
 
 
 def sync(device: torch.device) -> None:
@@ -80,14 +83,12 @@ def main() -> None:
     ap.add_argument("--base", default="models/base/smollm2-135m")
     ap.add_argument("--n", type=int, default=256, help="movie test prompts")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"], help="auto: what the pipeline picks (tallrec.model.pick_dtype)")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"], help="auto: what the pipeline picks (tallrec.runtime.pick_dtype)")
     ap.add_argument("--forced-n", type=int, default=32, help="prompts for the forced-128-token reference (0: skip)")
-    ap.add_argument("--threads", type=int, default=None, help="default: from the machine (tallrec.scoring.configure_threads)")
+    ap.add_argument("--threads", type=int, default=None, help="default: every core this process may use (tallrec.runtime.configure_threads)")
     ap.add_argument("--device", default=None, help="default: cuda when present, else cpu")
     args = ap.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tallrec.model import pick_device, pick_dtype
 
     console = Console(width=150)
     threads = configure_threads(args.threads)
@@ -103,7 +104,7 @@ def main() -> None:
     prompts = [alpaca_prompt(i, x) for i, x in zip(df["instruction"], df["input"])]
     tokens = sum(len(ids) for ids in tok(prompts)["input_ids"])
     n_params = model.num_parameters() - model.get_input_embeddings().weight.numel()
-    yes, no = answer_token_ids(tok)
+    yes, no = answer_token_ids(tok, PromptParams().yes, PromptParams().no)
     console.print(f"{args.base} ({n_params / 1e6:.1f}M non-embedding params), {args.dtype}, {where}, "
                   f"{len(prompts)} prompts, {tokens} tokens (mean {tokens / len(prompts):.0f})")
 

@@ -26,9 +26,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tallrec import cli
-from tallrec.config import load_params, set_param
+from tallrec.config import params_from_dict, parse_yaml, read_params_text, set_param
 from tallrec.io import write_json
-from tallrec.scoring import configure_threads
+from tallrec.runtime import configure_threads
 
 STAGES = ("base-model", "alpaca-tune", "rec-tune", "evaluate")
 
@@ -50,11 +50,12 @@ def main() -> None:
     ap.add_argument("--report", type=Path, default=None, help="also write the timings as JSON here")
     args = ap.parse_args()
 
-    params = load_params(args.params)
+    params, _ = parse_yaml(read_params_text(args.params), args.params)
     for assignment in args.overrides:
-        set_param(params, assignment)
+        set_param(params, assignment, args.params)
+    typed = params_from_dict(params, args.params)  # a bad key or value stops here, before any stage runs
     cuda = torch.cuda.is_available()
-    device = torch.cuda.get_device_name() if cuda else f"CPU, {configure_threads()} threads"
+    device = torch.cuda.get_device_name() if cuda else f"CPU, {configure_threads(typed.model.threads)} threads"
     rows = []
     with tempfile.TemporaryDirectory(prefix="tallrec-params-") as tmp:
         params_file = Path(tmp) / "params.yaml"
@@ -69,7 +70,7 @@ def main() -> None:
             gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0
             rows.append({"stage": stage, "seconds": round(seconds, 1), "peak_rss_mib": round(rss), "peak_gpu_mib": round(gpu)})
 
-    table = Table(title=f"LLM stages on {device}, model {params['model']['name']}")
+    table = Table(title=f"LLM stages on {device}, model {typed.model.name}")
     for column in ("stage", "seconds", "peak RSS MiB (so far)", "peak GPU MiB"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for r in rows:

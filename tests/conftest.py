@@ -7,7 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tallrec.prompts import DEFAULT_PROMPT_PARAMS, alpaca_prompt
+from tallrec.config import PromptParams
+from tallrec.prompts import alpaca_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def build_tiny_backbone(folder: Path, seed: int = 0) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    corpus = [alpaca_prompt(DEFAULT_PROMPT_PARAMS["instruction"].format(noun=n), TINY_CORPUS_WORDS) for n in ("movie", "book")]
+    corpus = [alpaca_prompt(PromptParams().instruction.format(noun=n), TINY_CORPUS_WORDS) for n in ("movie", "book")]
     corpus += [TINY_CORPUS_WORDS, "Yes.", "No."] * 20
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -70,8 +71,8 @@ def real_movie_test(tmp_path_factory) -> pl.DataFrame:
 
     params = load_params(ROOT / "params.yaml")
     raw = tmp_path_factory.mktemp("raw")
-    data.fetch(ROOT / params["data"]["mirror"], raw, data.RAW_FILES["movie"])
-    splits, _ = data.prepare_movie(raw, params["data"]["movie"], params.get("prompt"))
+    data.fetch(ROOT / params.data.mirror, raw, data.RAW_FILES["movie"])
+    splits, _ = data.prepare_movie(raw, params.data.movie, params.prompt)
     return splits["test"]
 
 

@@ -10,16 +10,18 @@ import pytest
 import torch
 
 from tallrec.baselines import MODELS, TEXT_MODELS, base
-from tallrec.baselines.base import BaselineConfig, Vocab
+from tallrec.baselines.base import Vocab
+from tallrec.config import BaselineParams, Params, as_dict, with_changes
 from tallrec.baselines.run import builder, run_one
 
 N_ITEMS, N_GROUPS, TEXT_DIM = 20, 4, 8
 
-CFG = BaselineConfig(
+CFG = BaselineParams(
     dim=16, hidden=32, bert_hidden=32, bert_layers=2, bert_bf16=False, caser_h_filters=4, caser_v_filters=2,
     sasrec_blocks=1, dropout=0.0, weight_decays=(1e-6,), epochs=10, patience=2, batch_size=64, lr=2e-2,
-    min_count=1, val_size=0, threads=1,
+    min_count=1, val_size=None, threads=1,
 )
+L = 10  # history length of the synthetic rows
 
 
 def synthetic(n: int, seed: int, short: bool = False) -> pl.DataFrame:
@@ -61,14 +63,15 @@ def text_for(name, text):
 
 
 def test_padding_repeats_the_last_item():
-    ids, labels = base.pad_history(["a", "b", "c"], [1, 0, 1])
+    ids, labels = base.pad_history(["a", "b", "c"], [1, 0, 1], 10)
     assert ids == ["a", "b", "c"] + ["c"] * 7 and labels == [1, 0, 1] + [1] * 7
+    assert base.pad_history(["a", "b", "c"], [1, 0, 1], 2) == (["b", "c"], [0, 1])  # data.<domain>.history_len
 
 
 def test_unseen_items_share_unk(splits):
     train = splits[0]
     vocab = Vocab.build(train.head(5), min_count=1)
-    batch = base.encode(pl.DataFrame({**train.head(1).to_dict(as_series=False), "target_item_id": ["never-seen"]}), vocab)
+    batch = base.encode(pl.DataFrame({**train.head(1).to_dict(as_series=False), "target_item_id": ["never-seen"]}), vocab, L)
     assert batch["target"].tolist() == [base.UNK]
     assert abs(float(vocab.popularity.sum()) - 1) < 1e-6
 
@@ -78,9 +81,9 @@ def test_output_shape(name, splits, text):
     train = splits[0]
     vocab = Vocab.build(train, CFG.min_count)
     table, index = text_for(name, text)
-    make_model, loss_fn, _ = builder(name, CFG, vocab, table, index)
+    make_model, loss_fn, _ = builder(name, CFG, vocab, table, index, L)
     model = make_model()
-    batch = base.take(base.encode(train, vocab, index), torch.arange(7))
+    batch = base.take(base.encode(train, vocab, L, index), torch.arange(7))
     assert model(batch).shape == (7,)
     h = model.encode(batch)
     assert model.head(h, model.items(batch, "candidates")).shape == (7, vocab.size)  # DROS scores every item
@@ -95,11 +98,11 @@ def test_history_labels_switch(name, splits, text):
     train = splits[0]
     vocab = Vocab.build(train, CFG.min_count)
     table, index = text_for(name, text)
-    batch = base.take(base.encode(train, vocab, index), torch.arange(7))
+    batch = base.take(base.encode(train, vocab, L, index), torch.arange(7))
     flipped = {**batch, "hist_label": 1 - batch["hist_label"]}
     for labels_on in (True, False):
         torch.manual_seed(0)
-        model = builder(name, dataclasses.replace(CFG, history_labels=labels_on), vocab, table, index)[0]().eval()
+        model = builder(name, dataclasses.replace(CFG, history_labels=labels_on), vocab, table, index, L)[0]().eval()
         with torch.no_grad():
             same = torch.equal(model(batch), model(flipped))
         assert same is not labels_on
@@ -109,12 +112,12 @@ def test_history_labels_switch(name, splits, text):
 def test_learns_synthetic_signal_and_is_deterministic(name, splits, text):
     train, valid, test = splits
     table, index = text_for(name, text)
-    first = run_one(name, CFG, train, valid, test, table, index, seed=0)
+    first = run_one(name, CFG, train, valid, test, table, index, seed=0, history_len=L)
     assert first["auc"] > 0.9, f"{name} reached test AUC {first['auc']:.3f}"
     if name == "dros_bert":  # determinism of the shared loop, on the model with the most moving parts
         cfg = dataclasses.replace(CFG, epochs=1)
-        a = run_one(name, cfg, train, valid, test, table, index, seed=3)
-        b = run_one(name, cfg, train, valid, test, table, index, seed=3)
+        a = run_one(name, cfg, train, valid, test, table, index, seed=3, history_len=L)
+        b = run_one(name, cfg, train, valid, test, table, index, seed=3, history_len=L)
         np.testing.assert_array_equal(a["scores"], b["scores"])
 
 
@@ -134,12 +137,13 @@ def test_grid_in_worker_processes_matches_one_process(splits, tmp_path, monkeypa
         paths.shot_path("movie", 16, seed).parent.mkdir(parents=True, exist_ok=True)
         train.sample(n=64, seed=seed).write_parquet(paths.shot_path("movie", 16, seed))
     section = {
-        **{f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)},
-        "weight_decays": [1e-4, 1e-6], "epochs": 2, "domains": ["movie"], "ks": [16], "seeds": [0, 1],
+        **as_dict(CFG), "weight_decays": [1e-4, 1e-6], "epochs": 2, "domains": ["movie"], "ks": [16], "seeds": [0, 1],
     }
     outputs = {}
     for workers, threads in ((1, 1), (2, 2)):  # one thread per run either way
-        summary = run_model("gru4rec", {"baselines": {**section, "workers": workers, "threads": threads}})
+        params = with_changes(Params(), {"sample": {"ks": [16]}, "rec_tune": {"ks": [16]}, "data": {"movie": {"history_len": L}},
+                                         "baselines": {**section, "workers": workers, "threads": threads}})
+        summary = run_model("gru4rec", params)
         scores = [pl.read_parquet(paths.baseline_predictions_path("gru4rec", "movie", 16, s))["score"] for s in (0, 1)]
         outputs[workers] = (summary, scores)
         assert json.loads(paths.baseline_metrics_path("gru4rec").read_text()) == summary
@@ -161,8 +165,44 @@ def test_text_embed_is_empty_without_a_text_model(splits, tmp_path, monkeypatch)
         texted = df.with_columns(history_texts=pl.col("history_item_ids"), target_text=pl.col("target_item_id"))
         paths.split_path("movie", split).parent.mkdir(parents=True, exist_ok=True)
         texted.write_parquet(paths.split_path("movie", split))
-    out = text_embed("movie", {"baselines": {"models": ["gru4rec", "sasrec"]}})
+    out = text_embed("movie", with_changes(Params(), {"baselines": {"models": ["gru4rec", "sasrec"]}}))
     table = pl.read_parquet(out)
     assert table.is_empty() and table.columns == ["item_id", "embedding"]
     with pytest.raises(DataError, match="add gru_bert or dros_bert"):
         load_text_table("movie")
+
+
+@pytest.mark.parametrize("beta", [0.5, 2.0])
+def test_dros_loss_is_mse_plus_alpha_beta_log_mean_exp(beta):
+    """DROS's robust term is beta * log E_nominal[exp(loss_j / beta)], with loss_j the squared error of
+    item j (label 0, the target's own label for the target); checked item by item in float64."""
+    from types import SimpleNamespace
+
+    class Tiny(torch.nn.Module):  # the three methods dros_loss uses, on fixed random vectors
+        def __init__(self, n_users, n_items, dim=4):
+            super().__init__()
+            self.user, self.item, self.head = torch.nn.Embedding(n_users, dim), torch.nn.Embedding(n_items, dim), base.Head(dim, dim, dim)
+
+        def encode(self, batch):
+            return self.user(batch["user"])
+
+        def items(self, batch, key):
+            return self.item(batch["target"] if key == "target" else torch.arange(self.item.num_embeddings))
+
+    torch.manual_seed(0)
+    n_items, rows = 6, 5
+    model = Tiny(rows, n_items)
+    batch = {"user": torch.arange(rows), "target": torch.tensor([1, 4, 0, 4, 5]), "label": torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])}
+    popularity = torch.tensor([0.05, 0.3, 0.1, 0.25, 0.2, 0.1])
+    cfg = SimpleNamespace(dros_alpha=0.7, dros_beta=beta)
+    with torch.no_grad():
+        got = float(base.dros_loss(model, batch, cfg, popularity))
+        scores = torch.sigmoid(model.head(model.encode(batch), model.items(batch, "candidates"))).double().tolist()
+    p = popularity.double().tolist()
+    mse, robust = 0.0, 0.0
+    for b in range(rows):
+        t, y = int(batch["target"][b]), float(batch["label"][b])
+        mse += (scores[b][t] - y) ** 2 / rows
+        losses = [(scores[b][j] - (y if j == t else 0.0)) ** 2 for j in range(n_items)]
+        robust += beta * np.log(sum(p[j] * np.exp(losses[j] / beta) for j in range(n_items))) / rows
+    assert got == pytest.approx(mse + 0.7 * robust, rel=1e-5)

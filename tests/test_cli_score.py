@@ -42,7 +42,7 @@ def expected(peft, tok, records):
     for r in records:
         t = RecTemplate.from_params(r.get("domain", "movie"))
         prompts.append(alpaca_prompt(t.instruction, t.input(r["liked"], r["disliked"], r["target"])))
-    return score_prompts(peft, tok, prompts, progress=False)
+    return score_prompts(peft, tok, prompts, batch_size=8, progress=False)
 
 
 def run(*args):
@@ -104,3 +104,226 @@ def test_rank_prints_best_first(adapter, tmp_path):
     scores = [float(p) for _, p in rows]
     assert scores == sorted(scores, reverse=True)
     assert "top 3 of 5 movie candidates" in result.output
+
+
+# ---------------------------------------------------------------- hostile input: one line, before the model loads
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail loudly if a command loads a model: every check below must happen before that."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("tallrec.scoring.load_for_scoring", refuse)
+
+
+def one_line_error(result) -> str:
+    """The command ended with exit 1 and exactly one line, `error: ...` (no traceback, no model load)."""
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.output, result.exception)
+    lines = [x for x in result.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("how", ["same", "relative", "dotdot", "symlink", "symlinked_dir", "input_is_symlink", "hardlink"])
+def test_score_refuses_output_that_is_the_input(no_model, tmp_path, monkeypatch, how):
+    src = tmp_path / "users.jsonl"
+    text = json.dumps(GOOD[1]) + "\n{not json\n"
+    src.write_text(text)
+    inp, out = src, src
+    if how == "relative":
+        monkeypatch.chdir(tmp_path)
+        inp = "users.jsonl"
+    elif how == "dotdot":
+        (tmp_path / "sub").mkdir()
+        out = tmp_path / "sub" / ".." / "users.jsonl"
+    elif how == "symlink":
+        out = tmp_path / "link.jsonl"
+        out.symlink_to(src)
+    elif how == "symlinked_dir":
+        (tmp_path / "d").symlink_to(tmp_path, target_is_directory=True)
+        out = tmp_path / "d" / "users.jsonl"
+    elif how == "input_is_symlink":
+        inp = tmp_path / "link.jsonl"
+        inp.symlink_to(src)
+    elif how == "hardlink":
+        out = tmp_path / "hard.jsonl"
+        out.hardlink_to(src)
+    result = run("score", "--adapter", "unused", "--input", str(inp), "--output", str(out), "--on-error", "skip")
+    line = one_line_error(result)
+    assert str(inp) in line and str(out) in line
+    assert src.read_text() == text
+
+
+NOT_UTF8 = json.dumps(GOOD[1]).encode() + b"\n" + b'{"liked": [], "disliked": [], "target": "caf\xe9"}\n' + json.dumps(GOOD[0]).encode() + b"\n"
+
+
+def test_score_non_utf8_line_is_skipped_with_its_location(adapter, tmp_path):
+    src, out = tmp_path / "latin1.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(NOT_UTF8)
+    result = run("score", "--adapter", str(adapter[0]), "--input", str(src), "--output", str(out), "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert f"skipped: {src}:2: not valid utf-8 (byte 0xe9)" in result.output
+    assert [json.loads(x)["target"] for x in out.read_text().splitlines()] == [GOOD[1]["target"], GOOD[0]["target"]]
+
+
+def test_score_non_utf8_line_fails_with_its_location(no_model, tmp_path):
+    src, out = tmp_path / "latin1.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(NOT_UTF8)
+    result = run("score", "--adapter", "unused", "--input", str(src), "--output", str(out), "--on-error", "fail")
+    assert one_line_error(result) == f"error: {src}:2: not valid utf-8 (byte 0xe9)"
+    assert not out.exists()
+
+
+# written literally: JSON accepts a lone surrogate escape, no tokenizer or UTF-8 file can take it
+SURROGATES = "\n".join([
+    json.dumps({**GOOD[1], "target": '"\\ud83d\\ude00 (1999)"'}).replace("\\\\", "\\"),  # a proper pair: fine
+    '{"liked": [], "disliked": [], "target": "\\ud800"}',
+    '{"liked": ["\\udfff"], "disliked": [], "target": "x"}',
+    '{"liked": [], "disliked": [], "target": "x", "user": {"name": ["\\ud800"]}}',
+    '{"liked": [], "disliked": [], "target": "x", "\\udc00": 1}',
+]) + "\n"
+
+
+def test_score_lone_surrogate_is_a_bad_line(adapter, tmp_path):
+    src, out = tmp_path / "surrogates.jsonl", tmp_path / "out.jsonl"
+    src.write_text(SURROGATES)
+    result = run("score", "--adapter", str(adapter[0]), "--input", str(src), "--output", str(out), "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    for n, where in ((2, "field 'target'"), (3, "field 'liked'"), (4, "field 'user'"), (5, "a field name")):
+        assert re.search(rf"{re.escape(str(src))}:{n}: not valid unicode: lone surrogate \\u[0-9a-f]{{4}} in {where}", result.output), result.output
+    assert [json.loads(x)["target"] for x in out.read_text(encoding="utf-8").splitlines()] == ['"\U0001f600 (1999)"']
+
+
+def test_score_lone_surrogate_fails_before_the_model_loads(no_model, tmp_path):
+    src, out = tmp_path / "surrogates.jsonl", tmp_path / "out.jsonl"
+    src.write_text(SURROGATES)
+    result = run("score", "--adapter", "unused", "--input", str(src), "--output", str(out), "--on-error", "fail")
+    assert one_line_error(result) == f"error: {src}:2: not valid unicode: lone surrogate \\ud800 in field 'target'"
+    assert not out.exists()
+
+
+def test_score_all_lines_bad_says_why(no_model, tmp_path):
+    src = tmp_path / "allbad.jsonl"
+    src.write_text("{not json\n" + json.dumps({"liked": [], "disliked": []}) + "\n\n" + json.dumps({**GOOD[1], "target": ""}) + "\n"
+                   + "[]\n" + json.dumps({**GOOD[1], "domain": "music"}) + "\n")
+    result = run("score", "--adapter", "unused", "--input", str(src), "--on-error", "skip")
+    line = one_line_error(result)
+    assert line.startswith(f"error: {src}: no good lines to score (5 bad: ")
+    for n, problem in ((1, "not JSON"), (2, "missing field 'target'"), (4, "empty target")):
+        assert f"{src}:{n}: {problem}" in line
+    assert "2 more" in line
+
+
+def test_rank_drops_duplicate_candidates(adapter, tmp_path):
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({"liked": ['"Toy Story (1995)"'], "disliked": []}))
+    items = ['"Alpha"', '"Beta (1990)"', '"Alpha"', '"Gamma"', '"Beta (1990)"', '"Alpha"']
+    for candidates in (tmp_path / "candidates.txt", tmp_path / "candidates.json"):
+        candidates.write_text(json.dumps(items) if candidates.suffix == ".json" else "\n".join(items) + "\n")
+        result = run("rank", "--adapter", str(adapter[0]), "--history", str(history), "--candidates", str(candidates))
+        assert result.exit_code == 0, result.output
+        rows = re.findall(r"│\s*\d+\s*│\s*[01]\.\d{4}\s*│\s*(\S.*?)\s*│", result.output)
+        assert sorted(rows) == sorted(set(items)), result.output
+        assert "top 3 of 3 movie candidates" in result.output
+        assert "dropped 3 duplicate candidates" in result.output
+
+
+def test_score_and_rank_print_user_texts_as_they_are(adapter, tmp_path):
+    """Texts from the user's files are not rich markup: "[/x]" neither crashes the output nor vanishes."""
+    src, out = tmp_path / "users.jsonl", tmp_path / "[b]out.jsonl"
+    src.write_text(json.dumps(GOOD[1]) + "\n" + json.dumps({**GOOD[1], "domain": "[/x]"}) + "\n")
+    result = run("score", "--adapter", str(adapter[0]), "--input", str(src), "--output", str(out))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"{src}:2: unknown domain '[/x]'" in result.output and str(out) in result.output
+    history, candidates = tmp_path / "history.json", tmp_path / "candidates.txt"
+    history.write_text(json.dumps({"liked": [], "disliked": []}))
+    candidates.write_text('"[/x] Alpha"\n"[bold]Beta"\n')
+    result = run("rank", "--adapter", str(adapter[0]), "--history", str(history), "--candidates", str(candidates))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert '"[/x] Alpha"' in result.output and '"[bold]Beta"' in result.output
+
+
+def test_score_deeply_nested_line_is_a_bad_line(no_model, tmp_path):
+    src = tmp_path / "deep.jsonl"
+    src.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    result = run("score", "--adapter", "unused", "--input", str(src), "--on-error", "fail")
+    assert one_line_error(result) == f"error: {src}:1: not JSON (nested too deeply)"
+
+
+def test_score_refuses_a_folder_as_output(no_model, tmp_path):
+    src, out = tmp_path / "users.jsonl", tmp_path / "out"
+    src.write_text(json.dumps(GOOD[1]) + "\n")
+    out.mkdir()
+    result = run("score", "--adapter", "unused", "--input", str(src), "--output", str(out))
+    assert str(out) in one_line_error(result)
+
+
+def test_rank_lone_surrogate_fails_before_the_model_loads(no_model, tmp_path):
+    history, candidates = tmp_path / "history.json", tmp_path / "candidates.json"
+    history.write_text(json.dumps({"liked": [], "disliked": []}))
+    candidates.write_text('["\\"Alpha\\"", "\\udc00"]')
+    result = run("rank", "--adapter", "unused", "--history", str(history), "--candidates", str(candidates))
+    assert one_line_error(result) == f"error: {candidates}: item 2: not valid unicode: lone surrogate \\udc00"
+    history.write_text('{"liked": ["\\ud800"], "disliked": []}')
+    result = run("rank", "--adapter", "unused", "--history", str(history), "--candidates", str(candidates))
+    assert one_line_error(result) == f"error: {history}: not valid unicode: lone surrogate \\ud800 in field 'liked'"
+
+
+# ------------------------------------------------------------------ prompts longer than the model (issue 11, item 16)
+
+
+def test_a_too_long_history_loses_its_oldest_items_and_says_so(adapter, tmp_path):
+    """The tiny model's context is 1,024 positions: a 100 KB title in an old history item would be
+    scored silently past it. The oldest items go until the prompt fits; a target alone too long is a bad line."""
+    folder, _ = adapter
+    huge = '"' + "Alpha Beta " * 10_000 + '(1995)"'
+    lines = [
+        {"liked": [huge, '"Heat (1995)"'], "disliked": ['"Alpha Beta"'], "target": '"Gamma (1999)"'},
+        {"liked": ['"Heat (1995)"'], "disliked": [], "target": huge},
+        GOOD[0],
+    ]
+    src = tmp_path / "long.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = run("score", "--adapter", str(folder), "--input", str(src))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"long\.jsonl:2: the target alone makes a prompt of \d+ tokens", result.output)
+    assert "1 prompts too long for the model lost their oldest history items" in " ".join(result.output.split())
+    out = [json.loads(x) for x in (tmp_path / "long.scored.jsonl").read_text().splitlines()]
+    assert [o["target"] for o in out] == ['"Gamma (1999)"', GOOD[0]["target"]]
+    assert out[0]["history_dropped"] == 1 and "history_dropped" not in out[1]
+
+
+def test_fit_prompt_drops_the_oldest_first():
+    from tallrec.prompts import RecTemplate, TooLong, fit_prompt
+
+    t = RecTemplate.from_params("movie")
+    history = [("old", True), ("older-dislike", False), ("mid", True), ("new", False)]
+    n_words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer
+    full = t.full_prompt(["old", "mid"], ["older-dislike", "new"], "x")
+    assert fit_prompt(t, history, "x", n_words, n_words(full)) == (full, 0)
+    prompt, dropped = fit_prompt(t, history, "x", n_words, n_words(full) - 1)
+    assert dropped == 1 and prompt == t.full_prompt(["mid"], ["older-dislike", "new"], "x")
+    prompt, dropped = fit_prompt(t, history, "x", n_words, n_words(t.full_prompt([], [], "x")))
+    assert dropped == 4
+    with pytest.raises(TooLong):
+        fit_prompt(t, history, "x", n_words, n_words(t.full_prompt([], [], "x")) - 1)
+
+
+@pytest.mark.parametrize("quantize", ["none", "8bit"])
+def test_the_console_shows_our_lines_not_library_noise(adapter, tmp_path, quantize):
+    """No transformers tqdm bars, FutureWarnings or bitsandbytes notes: what `make repro` shows is ours."""
+    import subprocess
+    import sys
+
+    folder, _ = adapter
+    src = tmp_path / "users.jsonl"
+    src.write_text(json.dumps(GOOD[0]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "tallrec", "score", "--adapter", str(folder), "--input", str(src),
+                           "--quantize", quantize, "--params", str(paths.PARAMS.resolve())],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert lines == [f"scored 1 lines into {tmp_path / 'users.scored.jsonl'}"], lines

@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from tallrec import data, paths, sampling
+from tallrec import data, io, paths, sampling
+from tallrec.config import BookData, MovieData, Params, with_changes
 from tallrec.data import RawFile
 from tallrec.io import DataError
 
 MOVIE_PARAMS = {"history_len": 3, "keep_last": 10_000, "split": [0.8, 0.1, 0.1], "like_threshold": 3}
 BOOK_PARAMS = {"history_len": 10, "min_ratings": 4, "split": [0.8, 0.1, 0.1], "like_threshold": 5, "drop_implicit_zeros": False, "seed": 0}
+
+
+def movie(**changes) -> MovieData:
+    return with_changes(Params(), {"data": {"movie": {**MOVIE_PARAMS, **changes}}}).data.movie
+
+
+def book(**changes) -> BookData:
+    return with_changes(Params(), {"data": {"book": {**BOOK_PARAMS, **changes}}}).data.book
+
+
+def project(**movie_changes) -> Params:
+    return with_changes(Params(), {"data": {"movie": {**MOVIE_PARAMS, **movie_changes}}})
 
 
 def write_movie_raw(raw: Path, ratings: list[tuple[int, int, int, int]], n_items: int = 9) -> Path:
@@ -32,7 +50,7 @@ def test_movie_windows_follow_time_with_file_order_on_ties(tmp_path):
     # user 7 appears first in the file; their items 2 and 3 share a timestamp (file order wins)
     ratings = [(7, 5, 5, 40), (7, 2, 1, 10), (9, 1, 4, 5), (7, 3, 4, 10), (7, 4, 2, 30), (7, 6, 5, 50)]
     ratings += [(9, i, 3, 10 + i) for i in range(2, 6)]
-    splits, report = data.prepare_movie(write_movie_raw(tmp_path, ratings), MOVIE_PARAMS)
+    splits, report = data.prepare_movie(write_movie_raw(tmp_path, ratings), movie())
     rows = pl.concat(splits.values())
     # user 7 sorted: 2(t10) 3(t10) 4(t30) 5(t40) 6(t50); windows of 3 give targets 5 and 6
     first = rows.row(0, named=True)
@@ -53,7 +71,7 @@ def test_movie_windows_follow_time_with_file_order_on_ties(tmp_path):
 def test_movie_keeps_the_last_windows_and_splits_in_order(tmp_path):
     ratings = [(1, i, 1 + i % 5, i) for i in range(1, 10)] + [(2, i, 1 + i % 5, 100 + i) for i in range(1, 10)]
     raw = write_movie_raw(tmp_path, ratings)
-    splits, report = data.prepare_movie(raw, {**MOVIE_PARAMS, "keep_last": 10, "split": [0.6, 0.2, 0.2]})
+    splits, report = data.prepare_movie(raw, movie(keep_last=10, split=[0.6, 0.2, 0.2]))
     assert report["samples_before_cut"] == 12
     assert {k: v.height for k, v in splits.items()} == {"train": 6, "valid": 2, "test": 2}
     kept = pl.concat(splits.values())
@@ -64,7 +82,7 @@ def test_movie_keeps_the_last_windows_and_splits_in_order(tmp_path):
 
 def test_movie_latin1_titles(tmp_path):
     ratings = [(1, i, 4, i) for i in range(9, 0, -1)] + [(1, 1, 5, 100)]
-    splits, _ = data.prepare_movie(write_movie_raw(tmp_path, ratings), MOVIE_PARAMS)
+    splits, _ = data.prepare_movie(write_movie_raw(tmp_path, ratings), movie())
     texts = pl.concat(splits.values())["target_text"].to_list()
     assert '"Café Society (1995)"' in texts
 
@@ -82,7 +100,7 @@ def test_movie_bad_input_names_file_line_and_problem(tmp_path, content, problem,
     raw = write_movie_raw(tmp_path, [(1, 1, 1, 1)])
     (raw / "ml-100k/u.data").write_bytes(content)
     with pytest.raises(DataError) as e:
-        data.prepare_movie(raw, MOVIE_PARAMS)
+        data.prepare_movie(raw, movie())
     where = f"u.data:{line}: " if line else "u.data: "
     assert where in str(e.value) and problem in str(e.value)
     assert "\n" not in str(e.value)
@@ -104,7 +122,7 @@ def book_fixture(tmp_path, n_users=20, **params):
     # a broken row: backslash-escaped quotes give the wrong field count, as in the real dump
     broken = ['"B11";"Title \\"Eleven\\" Rock &amp; Roll";"Someone";"2001";"P";"s";"m";"l"']
     raw = write_book_raw(tmp_path, ratings, {k: v for k, v in books.items() if k != "B11"}, broken)
-    return data.prepare_book(raw, {**BOOK_PARAMS, **params})
+    return data.prepare_book(raw, book(**params))
 
 
 def test_book_drops_broken_rows_and_counts_them(tmp_path):
@@ -156,13 +174,13 @@ def test_book_missing_column(tmp_path):
     path = raw / "bookcrossing/BX-Book-Ratings.csv"
     path.write_bytes(b'"User-ID";"ISBN"\r\n"u1";"B1"\r\n')
     with pytest.raises(DataError, match=r"BX-Book-Ratings.csv:1: missing column 'Book-Rating'"):
-        data.prepare_book(raw, BOOK_PARAMS)
+        data.prepare_book(raw, book())
 
 
 def test_prepare_writes_identical_bytes_twice(tmp_path, monkeypatch):
     write_movie_raw(tmp_path / "raw", [(u, i, 1 + (u * i) % 5, i) for u in range(1, 4) for i in range(1, 10)])
     monkeypatch.chdir(tmp_path)
-    params = {"data": {"movie": {**MOVIE_PARAMS, "split": [0.5, 0.25, 0.25]}}}
+    params = project(split=[0.5, 0.25, 0.25])
     data.prepare("movie", params, raw=Path("raw"))
     first = paths.split_path("movie", "train").read_bytes()
     data.prepare("movie", params, raw=Path("raw"))
@@ -202,7 +220,7 @@ def test_fetch_downloads_from_the_official_zip_when_the_mirror_lacks_a_file(tmp_
 def test_original_json_round_trip_and_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     raw = write_movie_raw(Path("raw"), [(1, i, 1 + i % 5, i) for i in range(1, 10)])
-    data.prepare("movie", {"data": {"movie": {**MOVIE_PARAMS, "split": [0.5, 0.25, 0.25]}}}, raw=raw)
+    data.prepare("movie", project(split=[0.5, 0.25, 0.25]), raw=raw)
     n = data.export_original_json("movie", "train", Path("out.json"))
     text = Path("out.json").read_text()
     assert text.startswith('[\n    {\n        "instruction": ')
@@ -229,14 +247,112 @@ def test_k_shot_draws(tmp_path):
         sampling.k_shot(trains, "book", 64, 0)
 
 
-def test_set_param_overrides_like_dvc_exp_run():
-    from tallrec.config import set_param
+def test_prepare_alpaca_refuses_an_empty_list(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw/alpaca").mkdir(parents=True)
+    (tmp_path / "raw/alpaca/alpaca_data.json").write_text("[]\n")
+    from tallrec.config import Params
 
-    params = {"rec_tune": {"ks": [64], "lr": 1e-3}}
-    set_param(params, "rec_tune.ks=[16,64,256]")
-    set_param(params, "model.name=qwen2.5-coder-0.5b")  # a missing section is created
-    set_param(params, "evaluate.test_size=null")
-    assert params == {"rec_tune": {"ks": [16, 64, 256], "lr": 1e-3}, "model": {"name": "qwen2.5-coder-0.5b"},
-                      "evaluate": {"test_size": None}}
-    with pytest.raises(ValueError, match="expected key.path=value"):
-        set_param(params, "rec_tune.ks")
+    with pytest.raises(DataError) as e:
+        data.prepare("alpaca", Params(), raw=Path("raw"))
+    assert str(e.value) == str(Path("raw/alpaca/alpaca_data.json")) + ": no records"
+    assert not paths.processed_dir("alpaca").exists()
+
+
+# The child runs `prepare movie` and pauses at one point until it is killed with SIGKILL.
+KILLED_PREPARE = r"""
+import json, os, sys, time
+from pathlib import Path
+from tallrec import data, io
+from tallrec.config import Params, with_changes
+
+marker, point, params = Path(sys.argv[1]), sys.argv[2], with_changes(Params(), json.loads(sys.argv[3]))
+folder = Path("data/processed/movie")
+
+def pause_after(real, when):
+    def wrapper(*args):
+        out = real(*args)
+        if when(out, *args) and not marker.exists():
+            marker.write_text(point)
+            time.sleep(300)
+        return out
+    return wrapper
+
+if point == "between_files":  # train.parquet written, valid.parquet not yet
+    data.write_parquet = pause_after(data.write_parquet, lambda out, df, path: Path(path).name == "train.parquet")
+else:  # the swap: right after the first rename that moves the old folder
+    if point == "swap_without_exchange":
+        io._exchange = lambda a, b: False
+    elif hasattr(io, "_exchange"):
+        io._exchange = pause_after(io._exchange, lambda out, a, b: out)
+    os.replace = pause_after(os.replace, lambda out, src, dst: Path(src) == folder)
+data.prepare("movie", params, raw=Path("raw"))
+"""
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _leftovers(processed: Path) -> list[str]:
+    return sorted(str(p.relative_to(processed)) for p in processed.rglob(".*"))
+
+
+@pytest.mark.parametrize("point", ["between_files", "swap", "swap_without_exchange"])
+def test_prepare_killed_midway_leaves_a_complete_folder(point, tmp_path, monkeypatch):
+    """SIGKILL while prepare writes its folder: the old folder stays whole (or, killed after the
+    one-step swap, the new one is whole); the next run cleans up and gives the complete new folder."""
+    from tallrec.config import Params, with_changes
+
+    ratings = [(u, i, 1 + (u * i) % 5, i) for u in range(1, 4) for i in range(1, 10)]
+    changes = {"data": {"movie": {**MOVIE_PARAMS, "split": [0.8, 0.1, 0.1]}}}
+    old_params = with_changes(Params(), {"data": {"movie": {**MOVIE_PARAMS, "split": [0.5, 0.25, 0.25]}}})
+    new_params = with_changes(Params(), changes)
+    for where in ("ref", "work"):
+        write_movie_raw(tmp_path / where / "raw", ratings)
+    monkeypatch.chdir(tmp_path / "ref")
+    data.prepare("movie", new_params, raw=Path("raw"))
+    new = _tree(paths.processed_dir("movie"))
+    monkeypatch.chdir(tmp_path / "work")
+    data.prepare("movie", old_params, raw=Path("raw"))
+    folder, processed = paths.processed_dir("movie"), paths.PROCESSED
+    (folder / ".valid.parquet.x1y2.tmp").write_bytes(b"half a file")  # what the old per-file writes left
+    (processed / ".movie.old").mkdir()  # and what a killed folder swap leaves beside
+    (processed / ".movie.old/train.parquet").write_bytes(b"stale")
+    (processed / ".movie.a1b2.tmp").write_bytes(b"stale")
+    old = _tree(folder)
+    assert old != new
+
+    if point == "swap":
+        a, b = tmp_path / "probe-a", tmp_path / "probe-b"
+        a.mkdir(), b.mkdir()
+        exchange = getattr(io, "_exchange", None)
+        if exchange is not None and not exchange(a, b):
+            pytest.skip("this file system cannot swap two folders in one step")
+    marker = tmp_path / "paused"
+    env = {**os.environ, "TALLREC_PROGRESS": "0"}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_PREPARE, str(marker), point, json.dumps(changes)],
+                             env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not marker.exists():
+        child.kill()
+        pytest.fail(f"the child never reached {point!r}: {child.communicate()[1].decode()[-2000:]}")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    if point == "between_files":
+        assert _tree(folder) == old
+    elif point == "swap":
+        assert _tree(folder) == new  # swapped in one step: never missing, never mixed
+    else:  # two renames, killed between them: the folder is missing; the next run puts the old one back first
+        assert not folder.exists() and _tree(processed / ".movie.old") == old
+        io.remove_stale(folder)
+        assert _tree(folder) == old
+        assert _leftovers(processed) == ["movie/.valid.parquet.x1y2.tmp"]  # inside the old folder, as it was
+
+    data.prepare("movie", new_params, raw=Path("raw"))
+    assert _tree(folder) == new
+    assert _leftovers(processed) == []

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from tallrec import data, paths, sampling
 from tallrec.cli import app
-from tallrec.config import load_params
+from tallrec.config import load_params, with_changes
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = (ROOT / load_params(ROOT / "params.yaml")["data"]["mirror"]).resolve()
+MIRROR = (ROOT / load_params(ROOT / "params.yaml").data.mirror).resolve()
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def prepared(tmp_path_factory):
         params = load_params(ROOT / "params.yaml")
         data.fetch(MIRROR)
         reports = {d: data.prepare(d, params) for d in ("movie", "book", "alpaca")}
-        shots = sampling.sample({"sample": {"domains": ["movie", "book", "both"], "ks": [16, 64], "seeds": [0, 1]}})
+        shots = sampling.sample(with_changes(params, {"sample": {"ks": [16, 64], "seeds": [0, 1]}, "rec_tune": {"seeds": [0]},
+                                                      "baselines": {"ks": [16, 64], "seeds": [0, 1]}}))
         yield work, reports, shots
     finally:
         os.chdir(cwd)

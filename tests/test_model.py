@@ -12,8 +12,10 @@ import pytest
 
 from tallrec import model as M
 from tallrec.io import DataError, sha256_of
-from tallrec.model import CATALOG, ModelConfig, build_base, load_base, resolve_base
-from tallrec.scoring import answer_token_ids, score_prompts
+from tallrec.config import LoraParams, ModelParams, PromptParams
+from tallrec.model import CATALOG, build_base, load_base, resolve_base
+from tallrec.prompts import answer_token_ids, prompt_budget, rec_prompts
+from tallrec.scoring import score_prompts
 
 from test_tuning import one_thread  # noqa: F401 (autouse fixture: the tiny-model tests)
 
@@ -73,7 +75,7 @@ def test_local_folder_is_recorded_not_copied(tiny_backbone, tmp_path):
     info = json.loads((out / M.BASE_INFO).read_text())
     assert info["kind"] == "local" and resolve_base(out) == str(Path(tiny_backbone).resolve())
     assert not (out / "config.json").exists()
-    model, tok = load_base(out, ModelConfig(dtype="fp32", device="cpu"))
+    model, tok = load_base(out, ModelParams(dtype="fp32", device="cpu"))
     assert model.config.model_type == "llama" and tok.padding_side == "left"
     with pytest.raises(ValueError):
         M.base_dir("/abs/path")
@@ -81,14 +83,31 @@ def test_local_folder_is_recorded_not_copied(tiny_backbone, tmp_path):
         build_base("nope", str(tmp_path), out=tmp_path / "x")  # a folder without config.json
 
 
-def test_dtype_and_quantize_options():
+def test_dtype_follows_the_cpu_flags_and_threads_the_params(monkeypatch):
+    """Same params, same machine: same dtype and thread count, whatever else the machine is doing."""
     import torch
 
-    assert M.pick_dtype("fp32", torch.device("cpu")) == torch.float32
-    assert M.pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    assert M.pick_dtype("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
+    from tallrec import runtime
+
+    cpu = torch.device("cpu")
+    assert runtime.pick_dtype("fp32", cpu) == torch.float32 and runtime.pick_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ValueError):
-        M.pick_dtype("fp8", torch.device("cpu"))
+        runtime.pick_dtype("fp8", cpu)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert runtime.pick_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "avx512_vnni"}))
+    assert runtime.pick_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert runtime.pick_dtype("auto", cpu) == torch.bfloat16
+    n = torch.get_num_threads()
+    try:
+        assert runtime.configure_threads(1) == 1 == torch.get_num_threads()
+        assert runtime.configure_threads(None) == runtime.usable_cores()
+        meta = runtime.run_metadata(cpu, torch.bfloat16)
+        assert meta["dtype"] == "bf16" and meta["threads"] == runtime.usable_cores()
+        assert meta["cpu_native_bf16_flags"] == ["amx_bf16"]
+    finally:
+        torch.set_num_threads(n)
 
 
 # ---------------------------------------------------------------- the real default backbone
@@ -99,10 +118,10 @@ def machine_threads():
     """As the stages do: as many threads as the cores other processes leave free."""
     import torch
 
-    from tallrec.scoring import configure_threads
+    from tallrec.runtime import configure_threads
 
     n = torch.get_num_threads()
-    configure_threads()
+    configure_threads(None)
     yield
     torch.set_num_threads(n)
 
@@ -111,13 +130,12 @@ def machine_threads():
 def test_real_smollm2_scores_real_movie_samples(smollm2_base, real_movie_test, machine_threads):
     info = json.loads((smollm2_base / M.BASE_INFO).read_text())
     assert info["sha256"] == CATALOG["smollm2-135m"].sha256 and info["verified"]
-    model, tok = load_base(smollm2_base, ModelConfig(dtype="fp32", device="cpu"))
-    yes, no = answer_token_ids(tok)
+    model, tok = load_base(smollm2_base, ModelParams(dtype="fp32", device="cpu"))
+    yes, no = answer_token_ids(tok, "Yes.", "No.")
     assert tok.decode([yes]) == "Yes" and tok.decode([no]) == "No"
 
-    from tallrec.tuning import rec_prompts
-
-    prompts = rec_prompts(real_movie_test[:4])
+    prompts, shortened = rec_prompts(real_movie_test[:4], PromptParams(), tok, prompt_budget(tok, 512, PromptParams()))
+    assert shortened == 0
     p = score_prompts(model, tok, prompts, batch_size=4, progress=False)
     assert p.shape == (4,) and np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
     assert np.ptp(p) > 0, "the scores depend on the prompt"
@@ -126,19 +144,19 @@ def test_real_smollm2_scores_real_movie_samples(smollm2_base, real_movie_test, m
 @pytest.mark.parametrize("quantize", ["8bit", "4bit"])
 def test_bitsandbytes_base_takes_a_lora_and_scores(tiny_backbone, tmp_path, quantize, monkeypatch):
     """The paper's 8-bit path (and NF4): meant for a GPU, but it must also work on a CPU."""
-    from tallrec.model import LoraParams, add_lora
-    from tallrec.tuning import TrainConfig, encode_all, rec_prompts, train
+    from tallrec.model import add_lora
+    from tallrec.tuning import encode_all, train
 
-    from test_tuning import toy_frame
+    from test_tuning import rec_prompts, tcfg, toy_frame
 
     monkeypatch.setenv("TALLREC_PROGRESS", "0")
-    model, tok = load_base(tiny_backbone, ModelConfig(quantize=quantize, dtype="bf16", device="cpu"))
+    model, tok = load_base(tiny_backbone, ModelParams(quantize=quantize, dtype="bf16", device="cpu"))
     assert "bitsandbytes" in type(model.model.layers[0].self_attn.q_proj).__module__
     model = add_lora(model, LoraParams())
     df = toy_frame(8, 0)
-    cfg = TrainConfig(batch_size=4, micro_batch=4, epochs=1)
+    cfg = tcfg(batch_size=4, micro_batch=4, epochs=1)
     state = train(model, tok, encode_all(tok, rec_prompts(df), df["output"].to_list(), cfg), cfg, tmp_path / "q",
-                  valid=(rec_prompts(df), df["label"].to_list()))
+                  fingerprint="q", checkpoint=tmp_path / "ckpt", valid=(rec_prompts(df), df["label"].to_list()))
     assert state.done and math.isfinite(state.history[0]["loss"])
     assert (tmp_path / "q" / "adapter_model.safetensors").exists()
 
@@ -147,11 +165,11 @@ def test_a_fresh_lora_is_drawn_from_its_seed_not_the_global_rng(tiny_backbone):
     """The global RNG state at start-up differs between processes; a fresh adapter must not."""
     import torch
 
-    from tallrec.model import LoraParams, add_lora
+    from tallrec.model import add_lora
 
     def lora_weights(global_seed: int, seed: int) -> tuple[list, torch.Tensor]:
         torch.manual_seed(global_seed)  # stands for whatever state the process happens to be in
-        model, _ = load_base(tiny_backbone, ModelConfig(dtype="fp32", device="cpu"))
+        model, _ = load_base(tiny_backbone, ModelParams(dtype="fp32", device="cpu"))
         model = add_lora(model, LoraParams(), seed=seed)
         state = torch.get_rng_state()
         return [p.detach().clone() for p in model.parameters() if p.requires_grad], state
@@ -162,5 +180,5 @@ def test_a_fresh_lora_is_drawn_from_its_seed_not_the_global_rng(tiny_backbone):
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
     torch.manual_seed(1)
-    load_base(tiny_backbone, ModelConfig(dtype="fp32", device="cpu"))
+    load_base(tiny_backbone, ModelParams(dtype="fp32", device="cpu"))
     assert torch.equal(state_a, torch.get_rng_state())  # the caller's RNG stream is left as it was

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tallrec.prompts import RecTemplate, alpaca_prompt
-from tallrec.scoring import Scorer, ScoringConfig, answer_token_ids, common_prefix_len, score_prompts
+from tallrec.config import PromptParams
+from tallrec.prompts import RecTemplate, alpaca_prompt, answer_token_ids
+from tallrec.scoring import Scorer, ScoringConfig, common_prefix_len, score_prompts
 
 TITLES = ['"Toy Story (1995)"', '"Heat (1995)"', '"Alpha Beta"', '"Gamma (1999)"', '"Delta Epsilon"']
 
@@ -36,7 +37,7 @@ def tiny(tiny_backbone):
 
 def naive(model, tok, prompts):
     """The model's own forward, one prompt at a time, full logits: what the engine must reproduce."""
-    yes, no = answer_token_ids(tok)
+    yes, no = answer_token_ids(tok, "Yes.", "No.")
     with torch.inference_mode():
         logits = [model(**tok(p, return_tensors="pt")).logits[0, -1, [yes, no]] for p in prompts]
     return torch.softmax(torch.stack(logits).float(), -1)[:, 0].numpy()
@@ -48,7 +49,7 @@ def plain(model, tok, prompts, batch_size=4):
 
 def test_answer_ids_are_the_first_answer_tokens(tiny):
     _, tok = tiny
-    yes, no = answer_token_ids(tok)
+    yes, no = answer_token_ids(tok, "Yes.", "No.")
     assert tok.convert_ids_to_tokens([yes, no]) == ["Yes", "No"]
     with pytest.raises(ValueError, match="same token id"):
         answer_token_ids(tok, "Yes.", "Yes!")
@@ -83,7 +84,7 @@ def test_input_order_and_batch_size_do_not_change_scores(tiny):
     perm = np.random.default_rng(0).permutation(len(prompts))
     shuffled = score_prompts(model, tok, [prompts[i] for i in perm], batch_size=4, progress=False)
     np.testing.assert_allclose(shuffled, batched[perm], atol=1e-5, rtol=0)
-    assert len(score_prompts(model, tok, [], progress=False)) == 0
+    assert len(score_prompts(model, tok, [], batch_size=8, progress=False)) == 0
 
 
 def test_peft_model_scores_and_keeps_training_mode(tiny_backbone):
@@ -94,7 +95,7 @@ def test_peft_model_scores_and_keeps_training_mode(tiny_backbone):
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.float32)
     prompts = rec_prompts(6, seed=4)
-    before = score_prompts(base, tok, prompts, progress=False)
+    before = score_prompts(base, tok, prompts, batch_size=8, progress=False)
     config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.5, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     peft = get_peft_model(base, config)
     peft.train()  # as during validation inside training: dropout must not reach the scores
@@ -114,7 +115,7 @@ def test_bf16_scores_close_to_fp32(tiny_backbone, tiny):
     bf16 = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.bfloat16).eval()
     prompts = rec_prompts(6, seed=5)
     # bf16 keeps ~3 significant digits: p_yes moves by well under 0.02
-    np.testing.assert_allclose(score_prompts(bf16, tok, prompts, progress=False), score_prompts(model, tok, prompts, progress=False), atol=2e-2)
+    np.testing.assert_allclose(score_prompts(bf16, tok, prompts, batch_size=8, progress=False), score_prompts(model, tok, prompts, batch_size=8, progress=False), atol=2e-2)
 
 
 def test_common_prefix_len():
@@ -134,3 +135,103 @@ def test_real_smollm2_prefix_cache_equals_plain_path(smollm2_base, real_movie_te
     cached = score_prompts(model, tok, prompts, batch_size=2, progress=False)
     np.testing.assert_allclose(cached, plain(model, tok, prompts, 2), atol=1e-4, rtol=0)
     np.testing.assert_allclose(cached, naive(model, tok, prompts), atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------ one answer lookup, one scoring path
+
+
+def sentencepiece_style_tokenizer():
+    """A LLaMA-style tokenizer built in-process: Metaspace pre-tokenizer (a word after a space starts
+    with "▁", and the text's first word gets one too), byte-fallback-free BPE trained on prompt text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    t = RecTemplate.from_params("movie")
+    corpus = [t.full_prompt([TITLES[0]], [TITLES[1]], TITLES[2]) + answer for answer in ("Yes.", "No.")] * 20
+    corpus += ["Yes. No. Yes, no. Say Yes. Say No."] * 20  # the words after a space: "▁Yes", "▁No"
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    # a newline is a token of its own (SentencePiece's <0x0A>), punctuation too
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.Punctuation(),
+                                                 pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")])
+    bpe.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>")
+
+
+def test_training_labels_and_scoring_read_the_same_answer_token():
+    """With a SentencePiece-style tokenizer "Yes." alone is "▁Yes" + "." but after "Response:\\n" it is
+    "Yes" + ".": the label a model is trained on must be the id the scorer reads."""
+    from dataclasses import replace
+
+    from tallrec.config import Params
+    from tallrec.tuning import TrainConfig, encode
+
+    tok = sentencepiece_style_tokenizer()
+    alone = tok("Yes.", add_special_tokens=False)["input_ids"][0]
+    assert tok.convert_ids_to_tokens([alone]) == ["▁Yes"]  # the trap: what the old lookup trained on
+    yes, no = answer_token_ids(tok, "Yes.", "No.")
+    assert tok.convert_ids_to_tokens([yes, no]) == ["Yes", "No"] and yes != alone
+    prompt = rec_prompts(1)[0]
+    cfg = replace(TrainConfig.of(Params().rec_tune, max_length=512, seed=0), max_length=512)
+    ids, labels = encode(tok, prompt, "Yes.", cfg)
+    first_label = next(t for t in labels if t != -100)
+    assert first_label == yes and ids[len(tok(prompt)["input_ids"])] == yes
+
+
+@pytest.mark.slow
+def test_smollm2_answer_tokens(smollm2_base):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_base)
+    yes, no = answer_token_ids(tok, "Yes.", "No.")
+    assert tok.convert_ids_to_tokens([yes, no]) == ["Yes", "No"]
+
+
+def test_the_answers_come_from_params(tiny):
+    """prompt.yes / prompt.no decide which two logits are compared: swapping them gives 1 - p."""
+    model, tok = tiny
+    prompts = rec_prompts(5, seed=7)
+    default = score_prompts(model, tok, prompts, batch_size=8, progress=False)
+    swapped = score_prompts(model, tok, prompts, batch_size=8, prompt=PromptParams(yes="No.", no="Yes."), progress=False)
+    np.testing.assert_allclose(swapped, 1 - default, atol=1e-6)
+
+
+def test_params_yaml_answers_reach_the_scorer(tmp_path):
+    from tallrec.config import load_params
+
+    text = (__import__("pathlib").Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace('"yes": Yes.', '"yes": Sure.'))
+    assert load_params(path).prompt.yes == "Sure."  # was read as the boolean key True and ignored
+
+
+def test_cli_score_and_the_evaluate_stage_give_the_same_p_yes_in_bf16(tiny_backbone, tmp_path):
+    """One loading path for every score: `tallrec score` and evaluate agree exactly, also in bf16
+    (the CLI used to merge the LoRA into bf16 weights, the stage did not)."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from tallrec.cli import app
+    from tallrec.config import ModelParams
+    from tallrec.model import load_scoring_model
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.float32)
+    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft.save_pretrained(adapter)
+    users = [{"liked": [TITLES[i], TITLES[i + 1]], "disliked": [TITLES[4 - i]], "target": TITLES[(i + 2) % 5]} for i in range(4)]
+    src = tmp_path / "users.jsonl"
+    src.write_text("".join(json.dumps(u) + "\n" for u in users))
+    result = CliRunner().invoke(app, ["score", "--adapter", str(adapter), "--input", str(src), "--dtype", "bf16"])
+    assert result.exit_code == 0, result.output
+    cli = [json.loads(line)["p_yes"] for line in (tmp_path / "users.scored.jsonl").read_text().splitlines()]
+
+    model, tok = load_scoring_model(tiny_backbone, adapter, ModelParams(dtype="bf16", device="cpu"))
+    t = RecTemplate.from_params("movie")
+    stage = score_prompts(model, tok, [t.full_prompt(u["liked"], u["disliked"], u["target"]) for u in users],
+                          batch_size=8, progress=False)
+    np.testing.assert_allclose(cli, np.round(stage, 6), atol=0, rtol=0)

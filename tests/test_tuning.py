@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
-from tallrec.model import LoraParams, ModelConfig, add_lora, load_adapter, load_base
-from tallrec.prompts import alpaca_prompt
-from tallrec.scoring import answer_token_ids, score_prompts
-from tallrec.tuning import (IGNORE, RecRun, TrainConfig, collate, encode, encode_all, loss_of, rec_grid,
-                            rec_prompts, train)
+from tallrec.config import LoraParams, ModelParams, Params, RecTuneParams
+from tallrec.model import add_lora, load_adapter, load_base
+from tallrec.prompts import alpaca_prompt, answer_token_ids
+from tallrec.scoring import score_prompts as engine_scores
+from tallrec.tuning import IGNORE, RecRun, TrainConfig, collate, encode, encode_all, loss_of, rec_grid, train
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -26,7 +28,20 @@ def one_thread():
 
 
 INSTRUCTION = 'Given the user\'s preference and unpreference, identify whether the user will like the target movie by answering "Yes." or "No.".'
-FP32 = ModelConfig(dtype="fp32", device="cpu")
+FP32 = ModelParams(dtype="fp32", device="cpu")
+
+
+def tcfg(**changes) -> TrainConfig:
+    """The rec_tune defaults as the loop sees them, with some fields changed."""
+    return replace(TrainConfig.of(Params().rec_tune, max_length=512, seed=0), **changes)
+
+
+def rec_prompts(df: pl.DataFrame) -> list[str]:
+    return [alpaca_prompt(i, x) for i, x in zip(df["instruction"], df["input"])]
+
+
+def score_prompts(model, tok, prompts, progress=False):
+    return engine_scores(model, tok, prompts, batch_size=8, progress=progress)
 
 
 def toy_frame(n: int, seed: int, domain: str = "movie") -> pl.DataFrame:
@@ -51,21 +66,21 @@ def toy_frame(n: int, seed: int, domain: str = "movie") -> pl.DataFrame:
 def test_encode_masks_the_prompt_and_answer_starts_with_the_scored_token(tiny_backbone):
     _, tok = load_base(tiny_backbone, FP32)
     prompt = alpaca_prompt(INSTRUCTION, "Alpha?")
-    cfg = TrainConfig(max_length=512)
+    cfg = tcfg(max_length=512)
     ids, labels = encode(tok, prompt, "Yes.", cfg)
     n_prompt = len(tok(prompt)["input_ids"])
     assert labels[:n_prompt] == [IGNORE] * n_prompt
-    assert labels[n_prompt] == ids[n_prompt] == answer_token_ids(tok)[0]
+    assert labels[n_prompt] == ids[n_prompt] == answer_token_ids(tok, "Yes.", "No.")[0]
     assert ids[-1] == tok.eos_token_id
-    ids2, labels2 = encode(tok, prompt, "Yes.", TrainConfig(train_on_inputs=True))
+    ids2, labels2 = encode(tok, prompt, "Yes.", tcfg(train_on_inputs=True))
     assert ids2 == ids and labels2 == ids
-    assert encode(tok, prompt, "Yes.", TrainConfig(max_length=n_prompt)) is None  # no answer left
+    assert encode(tok, prompt, "Yes.", tcfg(max_length=n_prompt)) is None  # no answer left
 
 
 def test_loss_matches_full_logits_loss(tiny_backbone):
     model, tok = load_base(tiny_backbone, FP32)
     df = toy_frame(4, 0)
-    ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), TrainConfig())
+    ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), tcfg())
     x, y, mask = collate(ex, tok.pad_token_id)
     total, n = loss_of(model, x, y, mask, "cpu")
     # reference: every row alone, all logits, HF's own shifted loss
@@ -83,12 +98,12 @@ def _toy_run(tiny_backbone, tmp_path, epochs=2, stop=None, out_name="run", lr=1e
     model, tok = load_base(tiny_backbone, FP32)
     model = add_lora(model, LoraParams(r=8, alpha=alpha, dropout=0.05))
     train_df, valid_df = toy_frame(24, 1), toy_frame(16, 2)
-    cfg = TrainConfig(lr=lr, batch_size=8, micro_batch=4, epochs=epochs, patience=10, seed=0,
-                      checkpoint_steps=1 if stop_step else 0)
+    cfg = tcfg(lr=lr, batch_size=8, micro_batch=4, epochs=epochs, patience=10, seed=0,
+               checkpoint_steps=1 if stop_step else 0)
     ex = encode_all(tok, rec_prompts(train_df), train_df["output"].to_list(), cfg)
     valid = (rec_prompts(valid_df), valid_df["label"].to_list())
-    state = train(model, tok, ex, cfg, tmp_path / out_name, fingerprint="toy", valid=valid, stop_after_epochs=stop,
-                  stop_after_steps=stop_step)
+    state = train(model, tok, ex, cfg, tmp_path / out_name, fingerprint="toy", checkpoint=tmp_path / f"{out_name}.ckpt",
+                  valid=valid, stop_after_epochs=stop, stop_after_steps=stop_step)
     return model, tok, state, valid
 
 
@@ -120,9 +135,9 @@ def test_training_on_a_toy_signal_raises_valid_auc_and_resume_matches(tiny_backb
     assert mid.done and [h["valid_auc"] for h in mid.history] == [h["valid_auc"] for h in full.history]
     np.testing.assert_allclose([h["loss"] for h in mid.history], [h["loss"] for h in full.history], rtol=1e-6)
     for run in ("resumed", "mid"):
-        for f in ("adapter_model.safetensors", "checkpoint/adapter/adapter_model.safetensors"):  # best, last
-            a, b = load_file(out / f), load_file(tmp_path / run / f)
-            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        a, b = load_file(out / "adapter_model.safetensors"), load_file(tmp_path / run / "adapter_model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert not (tmp_path / f"{run}.ckpt").exists(), "a finished run removes its checkpoint"
 
 
 def test_adapter_round_trips_with_identical_scores(tiny_backbone, tmp_path):
@@ -138,15 +153,11 @@ def test_adapter_round_trips_with_identical_scores(tiny_backbone, tmp_path):
 
 
 def test_rec_grid_names_carry_every_coordinate():
-    params = {"rec_tune": {"variant": "rt", "train_domains": ["movie", "both"], "ks": [16, 64], "seeds": [3]}}
-    names = [r.name for r in rec_grid(params)]
+    section = RecTuneParams(variant="rt", train_domains=("movie", "both"), ks=(16, 64), seeds=(3,))
+    names = [r.name for r in rec_grid(section)]
     assert names == ["rt_movie_k16_seed3", "rt_movie_k64_seed3", "rt_both_k16_seed3", "rt_both_k64_seed3"]
-    assert rec_grid({"rec_tune": {"variant": "at"}}) == []
+    assert rec_grid(RecTuneParams(variant="at")) == []
     assert RecRun("tallrec", "book", 64, 0).name == "tallrec_book_k64_seed0"
-    with pytest.raises(ValueError):
-        rec_grid({"rec_tune": {"variant": "nope"}})
-    with pytest.raises(ValueError):
-        TrainConfig(batch_size=10, micro_batch=4)
 
 
 def test_a_non_finite_step_is_skipped_not_applied(tiny_backbone, tmp_path, monkeypatch):
@@ -177,7 +188,8 @@ def test_tsv_curves_write_what_dvclive_writes_and_append_on_resume(tmp_path):
         live.log_metric("valid/auc", auc)
         live.next_step()
     live.end()
-    again = TsvCurves(tmp_path / "run")  # a resumed run continues the step count
+    again = TsvCurves(tmp_path / "run")
+    again.step = 2  # what `train` sets on a resume: the epochs already done
     again.log_metric("train/loss", 0.125)
     again.next_step()
     metrics = tmp_path / "run" / "plots" / "metrics"
@@ -196,11 +208,161 @@ def test_a_step_does_not_depend_on_how_the_batch_is_cut(tiny_backbone, tmp_path)
         torch.manual_seed(0)
         model, tok = load_base(tiny_backbone, FP32)
         model = add_lora(model, LoraParams(r=8, alpha=16, dropout=0.0))  # no dropout draws to differ
-        cfg = TrainConfig(lr=1e-2, batch_size=8, micro_batch=micro, epochs=1, seed=0)
+        cfg = tcfg(lr=1e-2, batch_size=8, micro_batch=micro, epochs=1, seed=0, patience=None)
         ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), cfg)
         assert len({len(ids) for ids, _ in ex}) > 1  # rows of different lengths, so padding is exercised
-        train(model, tok, ex, cfg, tmp_path / f"micro{micro}", fingerprint=str(micro))
+        train(model, tok, ex, cfg, tmp_path / f"micro{micro}", fingerprint=str(micro), checkpoint=tmp_path / f"ckpt{micro}")
         weights[micro] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     for micro in (2, 8):
         for name, w in weights[1].items():
             torch.testing.assert_close(weights[micro][name], w, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ defects found by review (issue 11)
+
+
+class _Payload:
+    """Pickles into a call that leaves a marker file: what a crafted checkpoint could run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_pickled_checkpoint_is_refused_and_never_run(tiny_backbone, tmp_path):
+    from tallrec.io import DataError
+
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.mkdir()
+    (ckpt / "train_state.json").write_text(json.dumps({"fingerprint": "toy", "epoch": 1}))
+    marker = tmp_path / "payload-ran"
+    torch.save({"optimizer": _Payload(marker)}, ckpt / "trainer.pt")
+    with pytest.raises(DataError, match=r"trainer\.pt: pickled checkpoint refused") as e:
+        _toy_run(tiny_backbone, tmp_path)
+    assert "\n" not in str(e.value) and not marker.exists()
+
+
+def test_no_pickle_load_anywhere_in_the_package():
+    import re
+
+    from tallrec import paths as _paths  # noqa: F401
+
+    src = Path(__file__).resolve().parents[1] / "src" / "tallrec"
+    for file in src.rglob("*.py"):
+        text = file.read_text()
+        assert not re.search(r"^\s*(import pickle|from pickle )", text, re.M), file
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{file}: {call}"
+
+
+def test_a_kill_while_finishing_is_finished_by_the_next_run(tiny_backbone, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from tallrec import tuning
+
+    _toy_run(tiny_backbone, tmp_path, epochs=1, out_name="whole")
+    real = tuning.write_json
+
+    def killed(obj, path):  # dies where the old code had saved its "done" checkpoint but not the summary
+        folder = Path(path).parent.name  # the temporary folder that becomes out/ (not the checkpoint's)
+        if Path(path).name == "train_state.json" and folder.startswith(".cut.") and "ckpt" not in folder:
+            raise KeyboardInterrupt("killed")
+        real(obj, path)
+
+    monkeypatch.setattr(tuning, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _toy_run(tiny_backbone, tmp_path, epochs=1, out_name="cut")
+    assert not (tmp_path / "cut" / "train_state.json").exists()
+    monkeypatch.setattr(tuning, "write_json", real)
+    _, _, state, _ = _toy_run(tiny_backbone, tmp_path, epochs=1, out_name="cut")
+    assert state.done and json.loads((tmp_path / "cut" / "train_state.json").read_text())["done"]
+    a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(tmp_path / "cut" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_on_inputs_trains_and_its_loss_matches_the_full_loss(tiny_backbone, tmp_path):
+    model, tok = load_base(tiny_backbone, FP32)
+    df = toy_frame(4, 0)
+    ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), tcfg(train_on_inputs=True))
+    x, y, mask = collate(ex, tok.pad_token_id)
+    total, n = loss_of(model, x, y, mask, "cpu")
+    ref = sum(model(input_ids=torch.tensor([ids]), labels=torch.tensor([lab])).loss.item() * (len(lab) - 1) for ids, lab in ex)
+    assert n == sum(len(lab) - 1 for _, lab in ex) and total.item() == pytest.approx(ref, rel=1e-4)
+    model = add_lora(model, LoraParams(r=4, alpha=8, dropout=0.0))
+    state = train(model, tok, ex, tcfg(train_on_inputs=True, batch_size=4, micro_batch=2, epochs=1), tmp_path / "out",
+                  fingerprint="inputs", checkpoint=tmp_path / "ckpt")
+    assert state.done and np.isfinite(state.history[0]["loss"])
+
+
+def test_a_nan_validation_auc_is_never_the_best(tiny_backbone, tmp_path, monkeypatch):
+    from tallrec import tuning
+
+    real, calls = tuning.auc_of, {"n": 0}
+
+    def nan_first(labels, scores):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 1 else real(labels, scores)
+
+    monkeypatch.setattr(tuning, "auc_of", nan_first)
+    _, _, state, _ = _toy_run(tiny_backbone, tmp_path, epochs=2)
+    assert np.isnan(state.history[0]["valid_auc"]) and state.best_epoch == 2
+    assert state.best_auc == state.history[1]["valid_auc"]
+
+
+def test_resumed_curves_continue_the_step_count(tiny_backbone, tmp_path, monkeypatch):
+    """Real dvclive, killed (simulated) after epoch 1 and resumed: one row per epoch, steps 0, 1, 2."""
+    from tallrec.tuning import curves
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(stop):
+        torch.manual_seed(0)
+        model, tok = load_base(tiny_backbone, FP32)
+        model = add_lora(model, LoraParams(r=4, alpha=8, dropout=0.0))
+        train_df, valid_df = toy_frame(8, 1), toy_frame(8, 2)
+        cfg = tcfg(batch_size=8, micro_batch=4, epochs=3, patience=10)
+        live = curves("toy", resume=(tmp_path / "ckpt" / "train_state.json").exists())
+        try:
+            return train(model, tok, encode_all(tok, rec_prompts(train_df), train_df["output"].to_list(), cfg), cfg,
+                         tmp_path / "out", fingerprint="curves", checkpoint=tmp_path / "ckpt",
+                         valid=(rec_prompts(valid_df), valid_df["label"].to_list()), live=live, stop_after_epochs=stop)
+        finally:
+            live.end()
+
+    assert not run(stop=1).done
+    assert run(stop=None).done
+    metrics = Path("metrics/curves/llm/toy/plots/metrics")
+    for tsv in (metrics / "train" / "loss.tsv", metrics / "valid" / "auc.tsv"):
+        steps = [line.split("\t")[0] for line in tsv.read_text().splitlines()[1:]]
+        assert steps == ["0", "1", "2"], tsv
+
+
+def test_split_rows_too_long_for_the_model_are_shortened_by_the_same_rule(tiny_backbone):
+    from tallrec.config import PromptParams
+    from tallrec.io import DataError
+    from tallrec.prompts import RecTemplate, prompt_budget, rec_prompts as split_prompts
+
+    _, tok = load_base(tiny_backbone, FP32)
+    t = RecTemplate.from_params("movie")
+    huge = '"' + "Alpha " * 3000 + '(1995)"'
+    rows = [(["\"Heat (1995)\"", huge, "\"Gamma (1999)\""], [1, 1, 0], "\"Heat (1995)\""),
+            (["\"Heat (1995)\""], [0], "\"Delta (1999)\"")]
+    df = pl.DataFrame({
+        "domain": ["movie"] * 2, "user": ["1", "2"], "target_item_id": ["5", "6"],
+        "history_texts": [r[0] for r in rows], "history_labels": [r[1] for r in rows], "target_text": [r[2] for r in rows],
+        "instruction": [t.instruction] * 2,
+        "input": [t.input([x for x, y in zip(h, lab) if y], [x for x, y in zip(h, lab) if not y], target) for h, lab, target in rows],
+    })
+    budget = prompt_budget(tok, 1024, PromptParams())
+    prompts, shortened = split_prompts(df, PromptParams(), tok, budget)
+    assert shortened == 1 and len(tok(prompts[0])["input_ids"]) <= budget
+    assert prompts[0] == t.full_prompt([], ["\"Gamma (1999)\""], "\"Heat (1995)\"")  # the two oldest went
+    assert prompts[1] == alpaca_prompt(df["instruction"][1], df["input"][1])  # a row that fits is as released
+    too_long = df.with_columns(target_text=pl.Series([huge, "x"]))
+    too_long = too_long.with_columns(input=pl.Series([t.input([], [], huge), "x"]))
+    with pytest.raises(DataError, match="movie user 1 target 5: the target alone makes a prompt"):
+        split_prompts(too_long, PromptParams(), tok, budget)

@@ -7,10 +7,14 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tallrec import paths
 from tallrec.config import load_params
 from tallrec.io import DataError
+from tallrec.runtime import quiet_libraries
+
+quiet_libraries()  # before transformers, peft or bitsandbytes are imported
 
 console = Console(stderr=True)
 
@@ -22,7 +26,7 @@ class OneLineErrors(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except (DataError, ValueError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
 
@@ -34,8 +38,7 @@ def fetch(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
     """Copy the raw datasets from the mirror (or download them) into data/raw/ and verify sha256."""
     from tallrec.data import fetch as run_fetch
 
-    params = load_params(params_file)
-    written = run_fetch(params["data"]["mirror"])
+    written = run_fetch(load_params(params_file).data.mirror)
     console.print(f"fetched and verified {len(written)} files into {paths.RAW}/")
 
 
@@ -98,14 +101,18 @@ def score(
     params_file: Path = typer.Option(paths.PARAMS, "--params"),
 ) -> None:
     """Write every line of a JSONL file with p_yes (the model's probability of "Yes.") added."""
+
     from tallrec.scoring import run_score
 
     output = output or input.with_name(input.stem + ".scored.jsonl")
     load = _load_options(adapter, base, dtype, quantize, device, batch_size)
-    n, problems = run_score(input, output, domain, on_error, load, params_file)
-    for problem in problems:
-        console.print(f"[yellow]skipped:[/] {problem}", highlight=False, soft_wrap=True)
-    console.print(f"scored {n} lines into {output}" + (f", skipped {len(problems)} bad lines" if problems else ""))
+    n, problems, shortened = run_score(input, output, domain, on_error, load, params_file)
+    for problem in problems:  # the user's texts and paths, escaped: they are not rich markup
+        console.print(f"[yellow]skipped:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    console.print(escape(f"scored {n} lines into {output}" + (f", skipped {len(problems)} bad lines" if problems else "")
+                         + (f"; {shortened} prompts too long for the model lost their oldest history items"
+                            " (history_dropped in their lines)" if shortened else "")),
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -128,7 +135,10 @@ def rank(
     from tallrec.scoring import run_rank
 
     load = _load_options(adapter, base, dtype, quantize, device, batch_size)
-    Console().print(run_rank(history, candidates, top, domain, load, params_file))
+    table, dropped = run_rank(history, candidates, top, domain, load, params_file)
+    Console().print(table)
+    if dropped:
+        console.print(f"dropped {dropped} duplicate candidate{'s' if dropped != 1 else ''} (each item is ranked once)")
 
 
 # ---------------------------------------------------------------- LLM stages (tallrec.model, tuning, evaluation)
@@ -140,42 +150,46 @@ def base_model(
     gguf: Optional[Path] = typer.Option(None, help="a catalog backbone's joined GGUF file, instead of its installed packages (sha256 still checked)"),
 ) -> None:
     """Turn model.name into models/base/<name>/: verify and dequantize a catalog GGUF once (or record a HF model)."""
-    from tallrec.model import ModelConfig, build_base
+    from tallrec.model import build_base
 
-    cfg = ModelConfig.from_params(load_params(params_file))
+    cfg = load_params(params_file).model
     console.print(f"base model ready in {build_base(cfg.name, cfg.source, gguf=gguf)}/")
 
 
 @app.command("alpaca-tune")
 def alpaca_tune(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
     """Stage 1: LoRA-tune the base on Alpaca samples into models/alpaca/<name>/."""
-    from tallrec.scoring import configure_threads
+    from tallrec.runtime import configure_threads
     from tallrec.tuning import alpaca_tune as run
 
-    configure_threads()
-    state = run(load_params(params_file))
+    params = load_params(params_file)
+    configure_threads(params.model.threads)
+    state = run(params)
     console.print(f"alpaca_tune: {state.epoch} epochs, {state.global_step} steps, last loss {state.history[-1]['loss']:.4f}")
 
 
 @app.command("rec-tune")
 def rec_tune(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
     """Stage 2: LoRA-tune on every configured K-shot draw into models/rec/<name>/<config>/ (resumable)."""
-    from tallrec.scoring import configure_threads
+    from tallrec.runtime import configure_threads
     from tallrec.tuning import rec_tune as run
 
-    configure_threads()
-    for r, state in run(load_params(params_file)):
-        console.print(f"{r.name}: best valid AUC {state.best_auc:.4f} at epoch {state.best_epoch} of {state.epoch}")
+    params = load_params(params_file)
+    configure_threads(params.model.threads)
+    for r, state in run(params):
+        best = f"{state.best_auc:.4f} at epoch {state.best_epoch}" if state.best_auc is not None else "none (every AUC was NaN)"
+        console.print(f"{r.name}: best valid AUC {best}, {state.epoch} epochs")
 
 
 @app.command("evaluate")
 def evaluate_cmd(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
     """Score every configuration (and the untuned backbone) on the test sets; AUC into metrics/."""
     from tallrec.evaluation import COMBINED, evaluate
-    from tallrec.scoring import configure_threads
+    from tallrec.runtime import configure_threads
 
-    configure_threads()
-    evaluate(load_params(params_file))
+    params = load_params(params_file)
+    configure_threads(params.model.threads)
+    evaluate(params)
     console.print(f"wrote {COMBINED}")
 
 

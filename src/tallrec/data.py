@@ -23,14 +23,14 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 from rich.progress import Progress
 
 from tallrec import paths
-from tallrec.io import DataError, atomic_path, read_json, read_text, sha256_of, write_json, write_parquet
+from tallrec.config import BookData, MovieData, Params, PromptParams
+from tallrec.io import DataError, atomic_dir, atomic_path, read_json, read_text, remove_stale, sha256_of, write_json, write_parquet
 from tallrec.prompts import RecTemplate
 
 
@@ -174,6 +174,8 @@ def read_original_json(path: Path | str) -> pl.DataFrame:
     records = read_json(path)
     if not isinstance(records, list):
         raise DataError(path, "expected a JSON list of records")
+    if not records:
+        raise DataError(path, "no records")
     for i, record in enumerate(records):
         for field in ("instruction", "input", "output"):
             if not isinstance(record, dict) or not isinstance(record.get(field), str):
@@ -228,7 +230,7 @@ def _windows(df: pl.DataFrame, history_len: int, columns: list[str]) -> pl.DataF
     return df.with_columns(pos=pl.int_range(pl.len()).over("user"), **lists)
 
 
-def prepare_movie(raw: Path, params: dict[str, Any], prompt_params: dict[str, Any] | None = None) -> tuple[dict[str, pl.DataFrame], dict]:
+def prepare_movie(raw: Path, params: MovieData, prompt_params: PromptParams | None = None) -> tuple[dict[str, pl.DataFrame], dict]:
     template = RecTemplate.from_params("movie", prompt_params)
     data_path, item_path = raw / "ml-100k/u.data", raw / "ml-100k/u.item"
     ratings = read_delimited(data_path, "\t", ["user", "item", "rating", "timestamp"], "ascii")
@@ -240,8 +242,8 @@ def prepare_movie(raw: Path, params: dict[str, Any], prompt_params: dict[str, An
         row = unknown.row(0, named=True)
         raise DataError(data_path, f"item {row['item']} is not in {item_path.name}", row["line"])
 
-    threshold = params["like_threshold"]
-    history_len = params["history_len"]
+    threshold = params.like_threshold
+    history_len = params.history_len
     items = items.with_columns(text=pl.col("title").map_elements(lambda t: template.item_text(title=t), return_dtype=pl.String))
     df = (
         ratings.with_row_index("row")
@@ -251,7 +253,7 @@ def prepare_movie(raw: Path, params: dict[str, Any], prompt_params: dict[str, An
         .with_columns(item_id=pl.col("item").cast(pl.String), label=(pl.col("rating") > threshold).cast(pl.Int8))
     )
     df = _windows(df, history_len, ["item_id", "rating", "label", "text"]).filter(pl.col("pos") >= history_len)
-    samples = df.tail(params["keep_last"]).select(
+    samples = df.tail(params.keep_last).select(
         domain=pl.lit("movie"),
         user=pl.col("user"),
         history_item_ids=pl.col("history_item_id"),
@@ -264,7 +266,7 @@ def prepare_movie(raw: Path, params: dict[str, Any], prompt_params: dict[str, An
         label=pl.col("label"),
     )
     samples = _render(samples, template).select(SAMPLE_COLUMNS)
-    splits = _split_in_order(samples, params["split"])
+    splits = _split_in_order(samples, params.split)
     report = {
         "ratings": ratings.height,
         "users": ratings["user"].n_unique(),
@@ -281,7 +283,7 @@ BOOK_RATING_COLUMNS = ["User-ID", "ISBN", "Book-Rating"]
 BOOK_COLUMNS = ["ISBN", "Book-Title", "Book-Author"]
 
 
-def prepare_book(raw: Path, params: dict[str, Any], prompt_params: dict[str, Any] | None = None) -> tuple[dict[str, pl.DataFrame], dict]:
+def prepare_book(raw: Path, params: BookData, prompt_params: PromptParams | None = None) -> tuple[dict[str, pl.DataFrame], dict]:
     template = RecTemplate.from_params("book", prompt_params)
     ratings_path, books_path = raw / "bookcrossing/BX-Book-Ratings.csv", raw / "bookcrossing/BX-Books.csv"
     ratings, broken_ratings = read_quoted_csv(ratings_path, BOOK_RATING_COLUMNS)
@@ -294,26 +296,26 @@ def prepare_book(raw: Path, params: dict[str, Any], prompt_params: dict[str, Any
     books = books.select(isbn=pl.col("ISBN"), title=pl.col("Book-Title"), author=pl.col("Book-Author"))
 
     implicit_zeros = int((ratings["rating"] == 0).sum())
-    if params["drop_implicit_zeros"]:
+    if params.drop_implicit_zeros:
         ratings = ratings.filter(pl.col("rating") > 0)
     joined = ratings.with_row_index("row").join(books, on="isbn", how="inner", maintain_order="left")
     counts = joined.group_by("user", maintain_order=True).len()
-    users = counts.filter(pl.col("len") >= params["min_ratings"])["user"]
+    users = counts.filter(pl.col("len") >= params.min_ratings)["user"]
 
-    rng = np.random.default_rng(params["seed"])
+    rng = np.random.default_rng(params.seed)
     users = users.gather(rng.permutation(users.len()))  # users in first-appearance order, then shuffled
     user_rank = pl.DataFrame({"user": users, "user_rank": np.arange(users.len())})
     df = joined.join(user_rank, on="user", how="inner").sort("user_rank", "row")
     df = df.with_columns(shuffle_key=pl.Series(rng.random(df.height))).sort("user_rank", "shuffle_key")
 
-    threshold = params["like_threshold"]
+    threshold = params.like_threshold
     df = df.with_columns(
         text=pl.struct("title", "author").map_elements(lambda r: template.item_text(title=r["title"], author=r["author"]), return_dtype=pl.String),
         label=(pl.col("rating") > threshold).cast(pl.Int8),
         pos=pl.int_range(pl.len()).over("user_rank"),
         n=pl.len().over("user_rank"),
     )
-    history = df.filter(pl.col("pos") < pl.min_horizontal(pl.col("n") - 1, params["history_len"]))
+    history = df.filter(pl.col("pos") < pl.min_horizontal(pl.col("n") - 1, params.history_len))
     history = history.group_by("user_rank", maintain_order=True).agg(
         history_item_ids=pl.col("isbn"),
         history_ratings=pl.col("rating"),
@@ -334,11 +336,11 @@ def prepare_book(raw: Path, params: dict[str, Any], prompt_params: dict[str, Any
         label=pl.col("label"),
     )
     samples = _render(samples, template).select(SAMPLE_COLUMNS)
-    splits = _split_in_order(samples, params["split"])
+    splits = _split_in_order(samples, params.split)
     report = {
-        "ratings": ratings.height + (implicit_zeros if params["drop_implicit_zeros"] else 0),
+        "ratings": ratings.height + (implicit_zeros if params.drop_implicit_zeros else 0),
         "implicit_zero_ratings": implicit_zeros,
-        "implicit_zeros_dropped": bool(params["drop_implicit_zeros"]),
+        "implicit_zeros_dropped": bool(params.drop_implicit_zeros),
         "books_rows_read": books.height + len(broken_books),
         "books_rows_dropped_broken_field_count": len(broken_books),
         "books_broken_lines": broken_books,
@@ -357,19 +359,27 @@ def prepare_alpaca(raw: Path) -> tuple[dict[str, pl.DataFrame], dict]:
     return {"train": df}, report
 
 
-def prepare(domain: str, params: dict[str, Any], raw: Path = paths.RAW) -> dict:
-    """Run the prepare step of one domain and write its splits and report atomically."""
-    if domain == "movie":
-        splits, report = prepare_movie(raw, params["data"]["movie"], params.get("prompt"))
-    elif domain == "book":
-        splits, report = prepare_book(raw, params["data"]["book"], params.get("prompt"))
-    elif domain == "alpaca":
-        splits, report = prepare_alpaca(raw)
-    else:
+def prepare(domain: str, params: Params, raw: Path = paths.RAW) -> dict:
+    """Run the prepare step of one domain and write its splits and report atomically.
+
+    The whole folder data/processed/<domain>/ is built beside the old one and swapped in at once
+    (io.atomic_dir), so a kill at any point leaves the complete old or the complete new folder, never
+    a mix of splits from two runs; what killed runs left beside it is removed first.
+    """
+    if domain not in ("movie", "book", "alpaca"):
         raise ValueError(f"unknown domain {domain!r}: expected movie, book or alpaca")
-    for split, df in splits.items():
-        write_parquet(df, paths.split_path(domain, split))
-    write_json(report, paths.report_path(domain))
+    out = paths.processed_dir(domain)
+    remove_stale(out)
+    if domain == "movie":
+        splits, report = prepare_movie(raw, params.data.movie, params.prompt)
+    elif domain == "book":
+        splits, report = prepare_book(raw, params.data.book, params.prompt)
+    else:
+        splits, report = prepare_alpaca(raw)
+    with atomic_dir(out) as tmp:
+        for split, df in splits.items():
+            write_parquet(df, tmp / paths.split_path(domain, split).relative_to(out))
+        write_json(report, tmp / paths.report_path(domain).relative_to(out))
     return report
 
 

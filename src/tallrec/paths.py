@@ -9,6 +9,7 @@ SHOTS = PROCESSED / "shots"
 MODELS = Path("models")
 METRICS = Path("metrics")
 PARAMS = Path("params.yaml")
+SCRATCH = Path("scratch")  # ignored by git: checkpoints of unfinished runs
 
 DOMAINS = ("movie", "book")
 SPLITS = ("train", "valid", "test")
@@ -54,6 +55,11 @@ def llm_summary_path(config: str) -> Path:
 
 def llm_predictions_path(config: str, test_domain: str) -> Path:
     return METRICS / "predictions" / "llm" / config / f"{test_domain}.parquet"
+
+
+def checkpoint_dir(fingerprint: str) -> Path:
+    """Resume state of an unfinished training run: scratch, never a DVC output, removed when it is done."""
+    return SCRATCH / "checkpoints" / fingerprint
 
 
 LLM_METRICS = METRICS / "llm.json"  # every configuration's AUC: columns of `dvc exp show`

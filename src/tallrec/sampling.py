@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 from rich.progress import Progress
 
 from tallrec import paths
+from tallrec.config import Params
 from tallrec.io import atomic_dir, write_parquet
-
-SHOT_DOMAINS = ("movie", "book", "both")
-
 
 def draw(train: pl.DataFrame, k: int, seed: int, domain: str) -> pl.DataFrame:
     if k > train.height:
@@ -27,14 +23,11 @@ def k_shot(trains: dict[str, pl.DataFrame], domain: str, k: int, seed: int) -> p
     return pl.concat([draw(trains[d], k, seed, d) for d in domains])
 
 
-def sample(params: dict[str, Any]) -> list[str]:
+def sample(params: Params) -> list[str]:
     """Write every configured K-shot draw into data/processed/shots/ as one atomic directory."""
-    cfg = params["sample"]
-    for d in cfg["domains"]:
-        if d not in SHOT_DOMAINS:
-            raise ValueError(f"sample.domains: unknown domain {d!r} (expected one of {', '.join(SHOT_DOMAINS)})")
+    cfg = params.sample
     trains = {d: pl.read_parquet(paths.split_path(d, "train")) for d in paths.DOMAINS}
-    jobs = [(d, k, s) for d in cfg["domains"] for k in cfg["ks"] for s in cfg["seeds"]]
+    jobs = [(d, k, s) for d in cfg.domains for k in cfg.ks for s in cfg.seeds]
     written = []
     with atomic_dir(paths.SHOTS) as tmp, Progress() as progress:
         task = progress.add_task("sample K-shot draws", total=len(jobs))

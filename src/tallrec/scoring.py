@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,45 +26,19 @@ import numpy as np
 import torch
 
 from tallrec import paths
+from tallrec.config import PromptParams
 from tallrec.io import DataError, atomic_path, read_json, read_text
-from tallrec.prompts import RecTemplate, alpaca_prompt
-
-# any prompt that ends like the real ones; only its last line matters for the answer lookup
-_PROBE = alpaca_prompt("Answer the question.", "Is this a probe?")
+from tallrec.prompts import RecTemplate, TooLong, answer_token_ids, fit_prompt, prompt_budget
 
 
-def answer_token_ids(tokenizer, yes: str = "Yes.", no: str = "No.") -> tuple[int, int]:
-    """Ids of the first token of each answer as it follows a prompt ending "### Response:\\n".
-
-    Found by tokenizing the prompt with and without the answer and taking the first new token, so
-    tokenizers that add <bos> (Gemma) or merge ":\\n" (Qwen) are handled without special cases.
-    This is the one place in the project that looks up answer ids.
-    """
-    base = tokenizer(_PROBE)["input_ids"]
-
-    def first_new(answer: str) -> int:
-        full = tokenizer(_PROBE + answer)["input_ids"]
-        if len(full) <= len(base) or full[: len(base)] != base:
-            # the answer merged with the prompt's last token: the logit after the prompt cannot score it
-            raise ValueError(
-                f"tokenizer {type(tokenizer).__name__} merges answer {answer!r} with the prompt's final "
-                "newline; no single next-token logit scores it"
-            )
-        return int(full[len(base)])
-
-    yes_id, no_id = first_new(yes), first_new(no)
-    if yes_id == no_id:
-        raise ValueError(f"answers {yes!r} and {no!r} start with the same token id {yes_id}; they cannot be told apart")
-    return yes_id, no_id
-
-
-@dataclass
+@dataclass(frozen=True)
 class ScoringConfig:
-    batch_size: int = 8
+    """How the engine runs (not what it computes: every option gives the same scores)."""
+
+    batch_size: int
+    prompt: PromptParams = PromptParams()  # its yes / no are the two answers compared
     prefix_cache: bool = True  # reuse the KV cache of the prompts' common token prefix
     min_prefix_tokens: int = 8  # shorter shared prefixes are not worth a cache
-    yes: str = "Yes."
-    no: str = "No."
     progress: bool = True
 
 
@@ -112,10 +84,10 @@ class Scorer:
     """Scores prompts with one fixed model. Keeps the prefix KV cache between calls, so make a new
     Scorer after the weights change (e.g. between training steps); `score_prompts` does so each call."""
 
-    def __init__(self, model, tokenizer, config: ScoringConfig | None = None):
+    def __init__(self, model, tokenizer, config: ScoringConfig):
         self.model, self.tokenizer = model, tokenizer
-        self.config = config or ScoringConfig()
-        self.yes_id, self.no_id = answer_token_ids(tokenizer, self.config.yes, self.config.no)
+        self.config = config
+        self.yes_id, self.no_id = answer_token_ids(tokenizer, self.config.prompt.yes, self.config.prompt.no)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
         self.device = model_device(model)
@@ -219,45 +191,13 @@ class Scorer:
         return logits
 
 
-def score_prompts(model, tokenizer, prompts: Sequence[str], *, batch_size: int = 8, progress: bool = True) -> np.ndarray:
+def score_prompts(model, tokenizer, prompts: Sequence[str], *, batch_size: int, prompt: PromptParams = PromptParams(),
+                  progress: bool = True) -> np.ndarray:
     """p_yes per full Alpaca prompt (ending "### Response:\\n"), in input order.
 
     Works on a plain model and on a peft-wrapped one; the model is left in the mode it came in.
     """
-    return Scorer(model, tokenizer, ScoringConfig(batch_size=batch_size, progress=progress)).score(prompts)
-
-
-# ---------------------------------------------------------------- machine: threads, dtype, loading
-
-
-def busy_cores(window: float = 0.3) -> float:
-    """Cores other processes keep busy right now: /proc/stat over a short window, less this process's
-    own CPU time. Not the load average: that still counts, for minutes, the stage that just ended."""
-    try:
-        def snapshot() -> tuple[float, float]:
-            with open("/proc/stat") as f:
-                ticks = [float(x) for x in f.readline().split()[1:]]
-            return sum(ticks) - ticks[3] - ticks[4], time.process_time()  # less idle and iowait
-
-        (busy0, own0), _ = snapshot(), time.sleep(window)
-        busy1, own1 = snapshot()
-        return max(0.0, ((busy1 - busy0) / os.sysconf("SC_CLK_TCK") - (own1 - own0)) / window)
-    except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-
-
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's thread count from the machine: the cores this process may use, less those other
-    processes keep busy, at least 1. On an oversubscribed CPU every extra thread makes each small op
-    wait a scheduler timeslice at OpenMP's barrier: on our shared 2-core machine 2 threads under load
-    scored 5-10x slower than 1. TALLREC_THREADS overrides."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if threads is None and os.environ.get("TALLREC_THREADS"):
-        threads = int(os.environ["TALLREC_THREADS"])
-    if threads is None:
-        threads = max(1, min(cores, int(cores - busy_cores() + 0.5)))
-    torch.set_num_threads(threads)
-    return threads
+    return Scorer(model, tokenizer, ScoringConfig(batch_size=batch_size, prompt=prompt, progress=progress)).score(prompts)
 
 
 # ---------------------------------------------------------------- for users: `tallrec score` / `tallrec rank`
@@ -289,12 +229,14 @@ def base_of_adapter(adapter: Path) -> Path | str:
 
 
 def load_for_scoring(adapter: Path | str | None, base: Path | str | None = None, *, dtype: str = "auto",
-                     quantize: str = "none", device: str | None = None):
-    """(model, tokenizer) ready to score: the backbone, the adapter on it, LoRA merged into the weights
-    where that is exact enough (unquantized), so scoring pays nothing for the adapter."""
-    from tallrec.model import CATALOG, ModelConfig, base_dir, load_adapter, load_base
+                     quantize: str = "none", device: str | None = None, threads: int | None = None):
+    """(model, tokenizer) ready to score, resolved from user arguments: the adapter's own backbone unless
+    `base` names one. Loaded by tallrec.model.load_scoring_model, the same path the evaluate stage takes."""
+    from tallrec.config import ModelParams
+    from tallrec.model import CATALOG, base_dir, load_scoring_model
+    from tallrec.runtime import configure_threads
 
-    configure_threads()
+    configure_threads(threads)
     adapter_dir = find_adapter(adapter) if adapter is not None else None
     if base is None:
         if adapter_dir is None:
@@ -302,12 +244,7 @@ def load_for_scoring(adapter: Path | str | None, base: Path | str | None = None,
         base = base_of_adapter(adapter_dir)
     elif str(base) in CATALOG and not Path(base).exists():
         base = base_dir(str(base))
-    model, tokenizer = load_base(base, ModelConfig(dtype=dtype, quantize=quantize, device=device))
-    if adapter_dir is not None:
-        model = load_adapter(model, adapter_dir)
-        if quantize == "none":
-            model = model.merge_and_unload()
-    return model.eval(), tokenizer
+    return load_scoring_model(base, adapter_dir, ModelParams(dtype=dtype, quantize=quantize, device=device))
 
 
 @dataclass
@@ -318,6 +255,16 @@ class UserQuery:
     disliked: list[str]
     target: str
     domain: str
+    history_dropped: int = 0  # oldest history items left out so that the prompt fits the model
+
+    def history(self) -> list[tuple[str, bool]]:
+        """(item, liked), oldest first. A line has no timestamps: its liked and disliked lists, each
+        oldest first, are merged by position."""
+        out = []
+        for i in range(max(len(self.liked), len(self.disliked))):
+            out += [(self.liked[i], True)] if i < len(self.liked) else []
+            out += [(self.disliked[i], False)] if i < len(self.disliked) else []
+        return out
 
 
 def _texts(record: dict, key: str) -> list[str]:
@@ -327,14 +274,49 @@ def _texts(record: dict, key: str) -> list[str]:
     return value
 
 
+def _strings(value) -> Iterator[str]:
+    """Every text in a parsed JSON value, object keys included (no recursion: nesting may be deep)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, dict):
+            stack.extend(reversed([x for kv in v.items() for x in kv]))
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in a text, written "\\udxxx": JSON's escape parses to one, but neither
+    the tokenizer nor a UTF-8 file can take it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"\\u{ord(text[e.start]):04x}"
+    return None
+
+
+def _check_unicode(record: dict) -> None:
+    """ValueError naming the field when a text of the record (key or value) holds a lone surrogate."""
+    for key, value in record.items():
+        for where, texts in (("a field name", [key]), (f"field {key!r}", _strings(value))):
+            for text in texts:
+                if bad := _lone_surrogate(text):
+                    raise ValueError(f"not valid unicode: lone surrogate {bad} in {where}")
+
+
 def parse_query(text: str, line: int, default_domain: str, domains: Sequence[str]) -> UserQuery:
     """One JSONL line -> a query; ValueError with the problem (no location) when it is bad."""
     try:
         record = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"not JSON ({e.msg})") from None
+    except RecursionError:
+        raise ValueError("not JSON (nested too deeply)") from None
     if not isinstance(record, dict):
         raise ValueError("expected a JSON object with liked, disliked and target")
+    _check_unicode(record)
     for key in ("liked", "disliked", "target"):
         if key not in record:
             raise ValueError(f"missing field {key!r}")
@@ -355,36 +337,48 @@ def read_queries(path: Path, default_domain: str, on_error: str, domains: Sequen
     if not path.exists():
         raise DataError(path, "input file not found")
     queries, problems = [], []
-    with path.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, start=1):
+    # bytes, decoded a line at a time: a bad byte is the problem of its line, not of the whole file
+    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"not valid utf-8 (byte 0x{raw[e.start]:02x})") from None
             if not text.strip():
                 continue
-            try:
-                queries.append(parse_query(text, n, default_domain, domains))
-            except ValueError as e:
-                if on_error == "fail":
-                    raise DataError(path, str(e), n) from None
-                problems.append(str(DataError(path, str(e), n)))
+            queries.append(parse_query(text, n, default_domain, domains))
+        except ValueError as e:
+            if on_error == "fail":
+                raise DataError(path, str(e), n) from None
+            problems.append(str(DataError(path, str(e), n)))
     return queries, problems
 
 
-def query_prompts(queries: Sequence[UserQuery], prompt_params: dict | None) -> list[str]:
-    """The full prompts, built by the project's one prompt module. Item texts are used as given:
-    write them the way the domain's item template renders them (movie: "Title (1995)" in quotes)."""
-    templates = {}
-    out = []
+def fit_queries(queries: Sequence[UserQuery], prompt_params: PromptParams, tokenizer, budget: int, source: Path,
+                on_error: str) -> tuple[list[UserQuery], list[str], list[str]]:
+    """(queries kept, their full prompts, problems). Each prompt is built by the project's one prompt
+    module and made to fit the model by the one rule (prompts.fit_prompt: the oldest history items go
+    first; the count lands in `history_dropped`); a query whose target alone is too long is a bad line.
+    Item texts are used as given: write them as the domain's template renders them (movie: "Title (1995)")."""
+    kept, prompts, problems = [], [], []
     for q in queries:
-        if q.domain not in templates:
-            templates[q.domain] = RecTemplate.from_params(q.domain, prompt_params)
-        t = templates[q.domain]
-        out.append(alpaca_prompt(t.instruction, t.input(q.liked, q.disliked, q.target)))
-    return out
+        template = RecTemplate.from_params(q.domain, prompt_params)
+        try:
+            text, q.history_dropped = fit_prompt(template, q.history(), q.target,
+                                                 lambda t: len(tokenizer(t)["input_ids"]), budget)
+        except TooLong as e:
+            if on_error == "fail":
+                raise DataError(source, str(e), q.line) from None
+            problems.append(str(DataError(source, str(e), q.line)))
+            continue
+        kept.append(q)
+        prompts.append(text)
+    return kept, prompts, problems
 
 
-def score_queries(scorer: Scorer, queries: Sequence[UserQuery], prompt_params: dict | None) -> np.ndarray:
+def score_queries(scorer: Scorer, queries: Sequence[UserQuery], prompts: Sequence[str]) -> np.ndarray:
     """p_yes per query in input order; each domain is scored on its own so its whole instruction
     prefix is one cached prefix."""
-    prompts = query_prompts(queries, prompt_params)
     scores = np.empty(len(queries), dtype=np.float64)
     for domain in sorted({q.domain for q in queries}):
         idx = [i for i, q in enumerate(queries) if q.domain == domain]
@@ -396,7 +390,8 @@ def write_scored(queries: Sequence[UserQuery], scores: np.ndarray, out: Path) ->
     """Each input line with p_yes added, written whole or not at all."""
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for q, p in zip(queries, scores):
-            f.write(json.dumps({**q.record, "p_yes": round(float(p), 6)}, ensure_ascii=False) + "\n")
+            extra = {"history_dropped": q.history_dropped} if q.history_dropped else {}
+            f.write(json.dumps({**q.record, "p_yes": round(float(p), 6), **extra}, ensure_ascii=False) + "\n")
 
 
 def read_history(path: Path, default_domain: str, domains: Sequence[str]) -> UserQuery:
@@ -416,6 +411,9 @@ def read_candidates(path: Path) -> list[str]:
         items = read_json(path)
         if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
             raise DataError(path, "expected a JSON list of non-empty item texts")
+        for i, item in enumerate(items, start=1):
+            if bad := _lone_surrogate(item):
+                raise DataError(path, f"item {i}: not valid unicode: lone surrogate {bad}")
     else:
         items = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     if not items:
@@ -423,31 +421,44 @@ def read_candidates(path: Path) -> list[str]:
     return items
 
 
+def unique(items: Sequence[str]) -> list[str]:
+    """The items without repeats, each where it first occurs."""
+    return list(dict.fromkeys(items))
+
+
 def rank_table(history: UserQuery, candidates: Sequence[str], scores: np.ndarray, top: int):
     """A rich table of the best `top` candidates, best first (ties keep file order)."""
     from rich.table import Table
+    from rich.text import Text
 
     order = np.argsort(-scores, kind="stable")[:top]
-    table = Table(title=f"top {len(order)} of {len(candidates)} {history.domain} candidates")
+    # Text, not str: item texts are the user's, never rich markup ("[/x]" would crash, "[b]" vanish)
+    table = Table(title=Text(f"top {len(order)} of {len(candidates)} {history.domain} candidates"))
     table.add_column("rank", justify="right")
     table.add_column("p_yes", justify="right")
     table.add_column("item")
     for r, i in enumerate(order, start=1):
-        table.add_row(str(r), f"{scores[i]:.4f}", candidates[i])
+        table.add_row(str(r), f"{scores[i]:.4f}", Text(candidates[i]))
     return table
 
 
-def prompt_params_of(params_file: Path) -> dict | None:
-    """params.yaml's prompt section when there is one (a user may run outside the project)."""
-    from tallrec.config import load_params
+def prompt_params_of(params_file: Path) -> tuple[PromptParams, int]:
+    """The prompt section and model.max_length of params.yaml when there is one (a user may run
+    outside the project), else the defaults."""
+    from tallrec.config import Params, load_params
 
-    return load_params(params_file).get("prompt") if Path(params_file).exists() else None
+    params = load_params(params_file) if Path(params_file).exists() else Params()
+    return params.prompt, params.model.max_length
 
 
-def domains_of(prompt_params: dict | None) -> list[str]:
-    from tallrec.prompts import DEFAULT_PROMPT_PARAMS
+def budget_of(model, tokenizer, prompt_params: PromptParams, max_length: int) -> int:
+    from tallrec.model import context_length
 
-    return sorted({**DEFAULT_PROMPT_PARAMS["items"], **(prompt_params or {}).get("items", {})})
+    return prompt_budget(tokenizer, min(max_length, context_length(model)), prompt_params)
+
+
+def domains_of(prompt: PromptParams) -> list[str]:
+    return sorted(prompt.items)
 
 
 @dataclass
@@ -460,26 +471,55 @@ class LoadConfig:
     batch_size: int = 8
 
 
-def run_score(input: Path, output: Path, domain: str, on_error: str, load: LoadConfig, params_file: Path) -> tuple[int, list[str]]:
-    """`tallrec score`: (lines written, problems). The input is checked before the model loads."""
-    prompt_params = prompt_params_of(params_file)
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether two paths name one file: through symlinks and hard links, `b` may not exist yet."""
+    try:
+        return Path(a).samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        try:
+            return Path(a).resolve() == Path(b).resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            return False
+
+
+def run_score(input: Path, output: Path, domain: str, on_error: str, load: LoadConfig, params_file: Path) -> tuple[int, list[str], int]:
+    """`tallrec score`: (lines written, problems, prompts shortened). The input is checked before the
+    model loads."""
+    if same_file(input, output):
+        raise ValueError(f"--output {output} is the same file as --input {input}; scoring would overwrite it, "
+                         "choose another --output")
+    if Path(output).is_dir():
+        raise ValueError(f"--output {output} is a folder; name the file to write")
+    prompt_params, max_length = prompt_params_of(params_file)
     queries, problems = read_queries(input, domain, on_error, domains_of(prompt_params))
     if not queries:
-        raise DataError(input, "no good lines to score")
+        if not problems:
+            raise DataError(input, "no lines to score")
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise DataError(input, f"no good lines to score ({len(problems)} bad: {shown})")
     model, tokenizer = load_for_scoring(load.adapter, load.base, dtype=load.dtype, quantize=load.quantize, device=load.device)
-    scores = score_queries(Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size)), queries, prompt_params)
+    queries, prompts, too_long = fit_queries(queries, prompt_params, tokenizer, budget_of(model, tokenizer, prompt_params, max_length),
+                                             input, on_error)
+    problems += too_long
+    if not queries:
+        raise DataError(input, f"no good lines to score ({len(problems)} bad: {problems[0]})")
+    scores = score_queries(Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size, prompt=prompt_params)), queries, prompts)
     write_scored(queries, scores, output)
-    return len(queries), problems
+    return len(queries), problems, sum(q.history_dropped > 0 for q in queries)
 
 
 def run_rank(history: Path, candidates: Path, top: int, domain: str, load: LoadConfig, params_file: Path):
-    """`tallrec rank`: the rich table of the best candidates for one user."""
-    prompt_params = prompt_params_of(params_file)
+    """`tallrec rank`: (the rich table of the best candidates for one user, how many repeated
+    candidates were dropped: each item is scored and listed once)."""
+    prompt_params, max_length = prompt_params_of(params_file)
     user = read_history(history, domain, domains_of(prompt_params))
-    items = read_candidates(candidates)
+    given = read_candidates(candidates)
+    items = unique(given)
     if top < 1:
         raise ValueError(f"--top must be at least 1, not {top}")
     model, tokenizer = load_for_scoring(load.adapter, load.base, dtype=load.dtype, quantize=load.quantize, device=load.device)
-    queries = [UserQuery(0, {}, user.liked, user.disliked, item, user.domain) for item in items]
-    scores = score_queries(Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size)), queries, prompt_params)
-    return rank_table(user, items, scores, top)
+    queries = [UserQuery(i + 1, {}, user.liked, user.disliked, item, user.domain) for i, item in enumerate(items)]
+    queries, prompts, _ = fit_queries(queries, prompt_params, tokenizer, budget_of(model, tokenizer, prompt_params, max_length),
+                                      candidates, "fail")
+    scores = score_queries(Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size, prompt=prompt_params)), queries, prompts)
+    return rank_table(user, items, scores, top), len(given) - len(items)

@@ -5,9 +5,10 @@ One flat training loop in plain PyTorch (`train`) serves both stages. It is:
 - deterministic: every shuffle draws from a seeded torch.Generator, and dropout from the seeded
   global RNG, both of which are saved with the checkpoint;
 - resumable: after each epoch (and every `checkpoint_steps` optimizer steps) the LoRA weights,
-  optimizer, RNG states and progress go to `checkpoint/`; a restarted run continues from there and
-  ends with the same weights as an uninterrupted one;
+  optimizer and RNG states (safetensors) and progress (JSON) go to a checkpoint folder; a restarted run
+  continues from there and ends with the same weights as an uninterrupted one;
 - early-stopped on validation AUC when validation prompts are given: the best epoch's adapter is kept.
+The finished output (adapter + train_state.json) lands in one rename, so a folder is finished or absent.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,51 +30,58 @@ import torch
 import torch.nn.functional as F
 
 from tallrec import paths
+from tallrec.config import AlpacaTuneParams, Params, PromptParams, RecTuneParams, as_dict
 from tallrec.io import DataError, atomic_dir, sha256_of, write_json
-from tallrec.prompts import alpaca_prompt
+from tallrec.metrics import auc as auc_of
+from tallrec.prompts import alpaca_prompt, answer_tokens, prompt_budget, rec_prompts
+from tallrec.runtime import run_metadata
 
 IGNORE = -100  # label of a token that gets no loss
 STATE = "train_state.json"
-VARIANTS = ("tallrec", "rt", "at")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 3e-4
-    batch_size: int = 16  # effective batch: gradients of batch_size / micro_batch micro-batches add up
-    micro_batch: int = 4
-    epochs: int = 1  # at most; early stopping may end sooner
-    patience: int | None = None  # epochs without a better validation AUC before stopping
-    warmup_steps: int = 0  # linear warm-up, then constant lr
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    train_on_inputs: bool = False  # the original trained on prompt tokens too; we default to the answer
-    max_length: int = 512
-    seed: int = 0
-    eval_batch_size: int = 8
-    checkpoint_steps: int = 0  # also checkpoint every this many optimizer steps (0 = per epoch only)
+    """What the loop needs, taken from one tuning section of params (alpaca_tune or rec_tune)."""
 
-    def __post_init__(self):
-        if self.batch_size % self.micro_batch:
-            raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch {self.micro_batch}")
+    lr: float
+    batch_size: int  # effective batch: gradients of batch_size / micro_batch micro-batches add up
+    micro_batch: int
+    epochs: int  # at most; early stopping may end sooner
+    patience: int | None  # epochs without a better validation AUC before stopping
+    warmup_steps: int  # linear warm-up, then constant lr
+    weight_decay: float
+    max_grad_norm: float | None
+    train_on_inputs: bool  # the original trained on prompt tokens too; we default to the answer
+    max_length: int
+    seed: int
+    eval_batch_size: int | None  # prompts per forward pass when validating (rec_tune only)
+    checkpoint_steps: int  # also checkpoint every this many optimizer steps (0 = per epoch only)
+
+    @classmethod
+    def of(cls, section: AlpacaTuneParams | RecTuneParams, max_length: int, seed: int) -> "TrainConfig":
+        rec = isinstance(section, RecTuneParams)
+        return cls(
+            lr=section.lr, batch_size=section.batch_size, micro_batch=section.micro_batch,
+            epochs=section.max_epochs if rec else section.epochs, patience=section.patience if rec else None,
+            warmup_steps=section.warmup_steps, weight_decay=section.weight_decay, max_grad_norm=section.max_grad_norm,
+            train_on_inputs=section.train_on_inputs, max_length=max_length, seed=seed,
+            eval_batch_size=section.eval_batch_size if rec else None, checkpoint_steps=section.checkpoint_steps,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # examples -> token ids
 
 
-def rec_prompts(df: pl.DataFrame) -> list[str]:
-    return [alpaca_prompt(i, x) for i, x in zip(df["instruction"], df["input"])]
-
-
-def encode(tokenizer, prompt: str, answer: str, cfg: TrainConfig) -> tuple[list[int], list[int]] | None:
+def encode(tokenizer, prompt: str, answer: list[int] | str, cfg: TrainConfig) -> tuple[list[int], list[int]] | None:
     """(input_ids, labels) for one example, or None when nothing of the answer fits.
 
-    Prompt and answer are tokenized apart and joined, so the answer's first token is exactly the
-    one the scorer reads after "### Response:\\n" (a joint tokenization could merge across it).
+    The answer's ids are the ones it has after "### Response:\\n" (prompts.answer_tokens, which the
+    scorer reads too), so the model is trained on exactly the token whose logit is scored.
     """
     p = tokenizer(prompt)["input_ids"]
-    a = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    a = answer_tokens(tokenizer, answer, strict=False) if isinstance(answer, str) else list(answer)
     if tokenizer.eos_token_id is not None:
         a = a + [tokenizer.eos_token_id]  # teaches the model to stop after the answer
     ids = (p + a)[: cfg.max_length]  # cut on the right as the original did; long alpaca tails go
@@ -84,7 +92,14 @@ def encode(tokenizer, prompt: str, answer: str, cfg: TrainConfig) -> tuple[list[
 
 
 def encode_all(tokenizer, prompts: Sequence[str], answers: Sequence[str], cfg: TrainConfig):
-    out = [encode(tokenizer, p, a, cfg) for p, a in zip(prompts, answers)]
+    cache: dict[str, list[int]] = {}  # the rec answers are two texts: look each up once
+    out = []
+    for p, a in zip(prompts, answers):
+        if a not in cache:
+            cache[a] = answer_tokens(tokenizer, a, strict=False)
+        out.append(encode(tokenizer, p, cache[a], cfg))
+        if len(cache) > 4:
+            cache.clear()  # Alpaca answers are all different: no point keeping them
     return [e for e in out if e is not None]
 
 
@@ -107,26 +122,25 @@ def loss_of(model, x, y, mask, device) -> tuple[torch.Tensor, int]:
     Only the columns from the first labelled token on reach the LM head (`logits_to_keep`): with
     answer-only labels that is a handful of columns instead of the whole prompt times the vocabulary.
     """
-    labelled = (y != IGNORE).any(0).nonzero()
-    first = int(labelled[0]) if len(labelled) else y.shape[1] - 1
-    keep = y.shape[1] - first + 1  # logits at column t predict token t + 1
+    width = y.shape[1]
+    labelled = (y[:, 1:] != IGNORE).any(0).nonzero()  # column 0 has no token before it to predict it
+    first = int(labelled[0]) + 1 if len(labelled) else width - 1
+    keep = width - first + 1  # logits at column t predict token t + 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # a padded row reads like the same sequence alone
     logits = model(input_ids=x.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
                    logits_to_keep=keep).logits
-    targets = y[:, y.shape[1] - keep + 1:].to(device)
+    targets = y[:, first:].to(device)
     loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=IGNORE, reduction="sum")
     return loss, int((targets != IGNORE).sum())
 
 
+def target_tokens(batch) -> int:
+    return sum(sum(t != IGNORE for t in labels[1:]) for _, labels in batch)
+
+
 # ---------------------------------------------------------------------------------------------
-# the loop
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+# state and checkpoints (safetensors + JSON: nothing in them can run code when read)
 
 
 @dataclass
@@ -143,48 +157,103 @@ class TrainState:
     done: bool = False
     stopped_early: bool = False
     skipped_steps: int = 0  # optimizer steps skipped because the loss or gradient was not finite
+    shortened_prompts: int = 0  # prompts whose oldest history items were dropped to fit model.max_length
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    runtime: dict[str, Any] = field(default_factory=dict)  # dtype, threads, device: what else the result depends on
 
 
-def _trainable(model):
-    return [p for p in model.parameters() if p.requires_grad]
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
-def save_adapter(model, folder: Path) -> None:
-    """A standard peft adapter folder (adapter_config.json + adapter_model.safetensors), atomically."""
-    with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp)
+def rng_tensors(epoch_gen_state: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every RNG the loop draws from: tensors for safetensors, the rest as JSON."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors = {"rng.torch": torch.get_rng_state(), "rng.epoch_gen": epoch_gen_state,
+               "rng.numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64))}
+    return tensors, {"python": [version, list(mt), gauss], "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
 
 
-def _save_checkpoint(folder: Path, model, optimizer, state: TrainState, rng: dict[str, Any]) -> None:
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> torch.Tensor:
+    torch.set_rng_state(tensors["rng.torch"])
+    version, mt, gauss = meta["python"]
+    random.setstate((version, tuple(mt), gauss))
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    return tensors["rng.epoch_gen"]
+
+
+def optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors = {f"opt.{i}.{name}": t for i, s in sd["state"].items() for name, t in s.items()}
+    return tensors, {"param_groups": sd["param_groups"], "state_keys": {str(i): sorted(s) for i, s in sd["state"].items()}}
+
+
+def restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state = {int(i): {name: tensors[f"opt.{i}.{name}"] for name in names} for i, names in meta["state_keys"].items()}
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(folder: Path, model, optimizer, state: TrainState, epoch_gen_state: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
+    rng, rng_meta = rng_tensors(epoch_gen_state)
+    opt, opt_meta = optimizer_tensors(optimizer)
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp / "adapter")
-        torch.save({"optimizer": optimizer.state_dict(), "rng": rng}, tmp / "trainer.pt")
+        save_file({k: v.contiguous() for k, v in {**rng, **opt}.items()}, str(tmp / "trainer.safetensors"))
+        write_json({"rng": rng_meta, "optimizer": opt_meta}, tmp / "trainer.json")
         write_json(asdict(state), tmp / STATE)
 
 
-def _load_checkpoint(folder: Path, fingerprint: str):
-    try:
-        state = TrainState(**json.loads((folder / STATE).read_text()))
-        if state.fingerprint != fingerprint:
-            return None  # another configuration's checkpoint: start afresh
-        blob = torch.load(folder / "trainer.pt", weights_only=False)
-        return state, blob
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
-def _set_adapter_weights(model, adapter_folder: Path) -> None:
+def load_checkpoint(folder: Path, fingerprint: str, model, optimizer) -> tuple[TrainState, torch.Tensor] | None:
+    """Restore a checkpoint of this fingerprint into model and optimizer; None when there is none."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(adapter_folder / "adapter_model.safetensors"))
+    pickled = [f.name for f in folder.glob("*.pt")] + [f.name for f in folder.glob("*.pkl")]
+    if pickled:
+        # an older or foreign checkpoint: a pickle can run any code when loaded, so it is never read
+        raise DataError(folder / pickled[0], "pickled checkpoint refused (it could run code); "
+                                             f"delete {folder} to train from the start")
+    try:
+        state = TrainState(**json.loads((folder / STATE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if state.fingerprint != fingerprint:
+        return None  # another configuration's checkpoint: start afresh
+    tensors = load_file(folder / "trainer.safetensors")
+    meta = json.loads((folder / "trainer.json").read_text())
+    set_peft_model_state_dict(model, load_file(folder / "adapter" / "adapter_model.safetensors"))
+    restore_optimizer(optimizer, tensors, meta["optimizer"])
+    return state, restore_rng(tensors, meta["rng"])
 
 
 def fingerprint_of(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+
+def code_digest() -> str:
+    """The training code's own files: a change to them retrains instead of reusing a checkpoint."""
+    here = Path(__file__).parent
+    return sha256_of(*(here / f for f in ("tuning.py", "model.py", "prompts.py", "scoring.py", "metrics.py")))
+
+
+def finished(out: Path, fingerprint: str) -> TrainState | None:
+    try:
+        state = TrainState(**json.loads((out / STATE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    ok = state.done and state.fingerprint == fingerprint and (out / "adapter_model.safetensors").exists()
+    return state if ok else None
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
 
 
 def _progress():
@@ -196,6 +265,57 @@ def _progress():
                     console=Console(stderr=True), disable=os.environ.get("TALLREC_PROGRESS", "1") == "0")
 
 
+def train_step(model, optimizer, batch, cfg: TrainConfig, state: TrainState, pad_id: int, device) -> tuple[float, int]:
+    """One optimizer step over `batch`; returns (summed loss, target tokens). A step whose loss or
+    gradient is not finite is skipped and counted: through Adam it would poison every weight (a
+    diverged bf16 run of qwen2.5-coder-1.5b on a GPU ended in NaN validation scores)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    # micro-batches of similar length carry little padding (13-22 % faster on our prompts); the step's
+    # gradient is the same sum however the batch is cut
+    batch = sorted(batch, key=lambda e: len(e[0]))
+    n_tokens = target_tokens(batch)
+    optimizer.zero_grad(set_to_none=True)
+    step_loss = 0.0
+    for m in range(0, len(batch), cfg.micro_batch):
+        x, y, mask = collate(batch[m:m + cfg.micro_batch], pad_id)
+        loss, _ = loss_of(model, x, y, mask, device)
+        # divide by the whole batch's target tokens: every token weighs the same, however the cut
+        (loss / max(n_tokens, 1)).backward()
+        step_loss += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or math.inf)
+    if math.isfinite(step_loss) and math.isfinite(grad_norm.item()):
+        lr = cfg.lr * min(1.0, (state.global_step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        optimizer.step()
+    else:
+        state.skipped_steps += 1
+    state.global_step += 1
+    return step_loss, n_tokens
+
+
+def end_epoch(state: TrainState, cfg: TrainConfig, valid_auc: float | None) -> bool:
+    """Close an epoch in `state`; True when it is the best so far (the adapter to keep). A NaN AUC
+    is never an improvement, also in the first epoch."""
+    record: dict[str, float] = {"epoch": state.epoch + 1, "loss": state.epoch_loss / max(state.epoch_tokens, 1)}
+    state.epoch_loss, state.epoch_tokens = 0.0, 0
+    improved = valid_auc is None
+    if valid_auc is not None:
+        record["valid_auc"] = valid_auc
+        improved = not math.isnan(valid_auc) and (state.best_auc is None or valid_auc > state.best_auc)
+        if improved:
+            state.best_auc, state.best_epoch, state.bad_epochs = valid_auc, state.epoch + 1, 0
+        else:
+            state.bad_epochs += 1
+    state.epoch += 1
+    state.step_in_epoch = 0
+    state.history.append(record)
+    if valid_auc is not None and cfg.patience is not None and state.bad_epochs >= cfg.patience:
+        state.stopped_early = True
+        state.epoch = cfg.epochs  # nothing left to do, also after a restart
+    return improved
+
+
 def train(
     model,
     tokenizer,
@@ -203,55 +323,47 @@ def train(
     cfg: TrainConfig,
     out: Path,
     *,
-    fingerprint: str = "",
+    fingerprint: str,
+    checkpoint: Path | None = None,
     valid: tuple[Sequence[str], Sequence[int]] | None = None,
+    prompt: PromptParams = PromptParams(),
     live=None,
     stop_after_epochs: int | None = None,
     stop_after_steps: int | None = None,
     desc: str = "train",
+    shortened_prompts: int = 0,
 ) -> TrainState:
     """Train the LoRA of `model` (a peft model) on encoded examples; the result goes to `out`.
 
-    `out/` gets the adapter (the best epoch's when `valid` is given, else the last), `out/checkpoint/`
-    the resume state and `out/train_state.json` the summary. `stop_after_epochs` / `stop_after_steps`
-    end the run as if interrupted right after that checkpoint (for tests of the resume).
+    `out/` gets, in one rename at the end, the adapter (the best epoch's when `valid` is given, else the
+    last) and `train_state.json`. `checkpoint` (default: the scratch folder of this fingerprint) holds
+    the resume state while the run is unfinished and is removed when it is done.
+    `stop_after_epochs` / `stop_after_steps` end the run as if interrupted right after that checkpoint.
     """
-    from tallrec.evaluation import auc as auc_of
     from tallrec.scoring import score_prompts
 
     if not examples:
         raise ValueError(f"{out}: no training examples")
-    out = Path(out)
-    ckpt = out / "checkpoint"
+    out, ckpt = Path(out), Path(checkpoint) if checkpoint is not None else paths.checkpoint_dir(fingerprint)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
 
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    params = _trainable(model)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = TrainState(fingerprint=fingerprint)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = TrainState(fingerprint=fingerprint, shortened_prompts=shortened_prompts,
+                       runtime=run_metadata(device, next(model.parameters()).dtype))
     epoch_gen_state = gen.get_state()
-
-    resumed = _load_checkpoint(ckpt, fingerprint)
+    resumed = load_checkpoint(ckpt, fingerprint, model, optimizer)
     if resumed is not None:
-        state, blob = resumed
-        _set_adapter_weights(model, ckpt / "adapter")
-        optimizer.load_state_dict(blob["optimizer"])
-        torch.set_rng_state(blob["rng"]["torch"])
-        random.setstate(blob["rng"]["python"])
-        np.random.set_state(blob["rng"]["numpy"])
-        epoch_gen_state = blob["rng"]["epoch_gen"]
-        if state.done:
-            return state
+        state, epoch_gen_state = resumed
+    if live is not None:
+        live.step = state.epoch  # one curve row per finished epoch; a resumed run continues the count
 
-    def rng_snapshot() -> dict[str, Any]:
-        return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-                "epoch_gen": epoch_gen_state}
-
-    def validate() -> float:
-        return auc_of(valid[1], score_prompts(model, tokenizer, list(valid[0]), batch_size=cfg.eval_batch_size, progress=False))
+    def checkpoint_now() -> None:
+        state.seconds = time.perf_counter() - start_time
+        save_checkpoint(ckpt, model, optimizer, state, epoch_gen_state)
 
     start_time = time.perf_counter() - state.seconds
     with _progress() as bar:
@@ -262,112 +374,62 @@ def train(
             # resumed mid-epoch replays the same order and skips the steps already taken
             gen.set_state(epoch_gen_state)
             order = torch.randperm(len(examples), generator=gen).tolist()
-            next_epoch_gen_state = gen.get_state()
             model.train()
             for step in range(state.step_in_epoch, steps_per_epoch):
                 batch = [examples[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
-                # micro-batches of similar length carry little padding (15% faster on book prompts); the
-                # step's gradient is the same sum whatever the cut
-                batch.sort(key=lambda e: len(e[0]))
-                n_tokens = sum(sum(t != IGNORE for t in lab[1:]) for _, lab in batch)
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = 0.0
-                for m in range(0, len(batch), cfg.micro_batch):
-                    x, y, mask = collate(batch[m:m + cfg.micro_batch], pad_id)
-                    loss, _ = loss_of(model, x, y, mask, device)
-                    # divide by the whole batch's target tokens: every token weighs the same,
-                    # however the batch is cut into micro-batches
-                    (loss / max(n_tokens, 1)).backward()
-                    step_loss += loss.item()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or math.inf)
-                if math.isfinite(step_loss) and math.isfinite(grad_norm.item()):
-                    lr = cfg.lr * min(1.0, (state.global_step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-                    for g in optimizer.param_groups:
-                        g["lr"] = lr
-                    optimizer.step()
-                else:
-                    # a NaN/inf loss or gradient would poison every weight through Adam: skip the step (a
-                    # diverged bf16 run of qwen2.5-coder-1.5b on a GPU ended in NaN validation scores)
-                    state.skipped_steps += 1
-                state.global_step += 1
-                state.step_in_epoch = step + 1
-                state.epoch_loss += step_loss
-                state.epoch_tokens += n_tokens
-                bar.update(task, advance=1, info=f"loss {step_loss / max(n_tokens, 1):.3f}")
+                loss, n_tokens = train_step(model, optimizer, batch, cfg, state, pad_id, device)
+                state.step_in_epoch, state.epoch_loss, state.epoch_tokens = step + 1, state.epoch_loss + loss, state.epoch_tokens + n_tokens
+                bar.update(task, advance=1, info=f"loss {loss / max(n_tokens, 1):.3f}")
                 if cfg.checkpoint_steps and state.global_step % cfg.checkpoint_steps == 0 and step + 1 < steps_per_epoch:
-                    state.seconds = time.perf_counter() - start_time
-                    _save_checkpoint(ckpt, model, optimizer, state, rng_snapshot())
+                    checkpoint_now()
                     if stop_after_steps is not None and state.global_step >= stop_after_steps:
                         return state  # simulated interruption
-
-            record: dict[str, float] = {"epoch": state.epoch + 1, "loss": state.epoch_loss / max(state.epoch_tokens, 1)}
-            state.epoch_loss, state.epoch_tokens = 0.0, 0
-            improved = True
+            auc = None
             if valid is not None:
-                auc = validate()
-                record["valid_auc"] = auc
-                improved = state.best_auc is None or (not math.isnan(auc) and auc > state.best_auc)
-                if improved:
-                    state.best_auc, state.best_epoch, state.bad_epochs = auc, state.epoch + 1, 0
-                else:
-                    state.bad_epochs += 1
-                bar.update(task, info=f"valid AUC {auc:.4f} (best {state.best_auc:.4f})")
-            if improved:
-                save_adapter(model, out / "best")
-            state.epoch += 1
-            state.step_in_epoch = 0
-            state.history.append(record)
-            epoch_gen_state = next_epoch_gen_state
+                auc = auc_of(valid[1], score_prompts(model, tokenizer, list(valid[0]), batch_size=cfg.eval_batch_size,
+                                                     prompt=prompt, progress=False))
+            if end_epoch(state, cfg, auc):
+                save_adapter(model, ckpt.with_name(ckpt.name + ".best"))
+            epoch_gen_state = gen.get_state()
             if live is not None:
-                live.log_metric("train/loss", record["loss"])
-                if "valid_auc" in record:
-                    live.log_metric("valid/auc", record["valid_auc"])
+                live.log_metric("train/loss", state.history[-1]["loss"])
+                if auc is not None:
+                    live.log_metric("valid/auc", auc)
                 live.next_step()
-            if valid is not None and cfg.patience is not None and state.bad_epochs >= cfg.patience:
-                state.stopped_early = True
-                state.epoch = cfg.epochs  # nothing left to do, also after a restart
-            state.seconds = time.perf_counter() - start_time
-            _save_checkpoint(ckpt, model, optimizer, state, rng_snapshot())
+            if auc is not None:
+                bar.update(task, info=f"valid AUC {auc:.4f} (best {state.best_auc or float('nan'):.4f})")
+            checkpoint_now()
             if stop_after_epochs is not None and state.epoch >= stop_after_epochs and state.epoch < cfg.epochs:
                 return state  # simulated interruption
+    return finish(model, state, out, ckpt, time.perf_counter() - start_time)
 
-    # the kept adapter lands at the top of out/, where PeftModel.from_pretrained(out) finds it
-    # (best/ is already gone when a restart comes after this move but before `done` was saved)
-    if (out / "best").is_dir():
-        for name in os.listdir(out / "best"):
-            os.replace(out / "best" / name, out / name)
-        shutil.rmtree(out / "best", ignore_errors=True)
-    state.done = True
-    state.seconds = time.perf_counter() - start_time
-    _save_checkpoint(ckpt, model, optimizer, state, rng_snapshot())
-    write_json(asdict(state), out / STATE)
+
+def save_adapter(model, folder: Path) -> None:
+    """A standard peft adapter folder (adapter_config.json + adapter_model.safetensors), atomically."""
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+
+
+def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float) -> TrainState:
+    """Put the kept adapter and train_state.json into `out` as one rename (a kill leaves `out` whole:
+    the old one or the finished one), then drop the checkpoint. With no epoch better than NaN the last
+    weights are kept."""
+    best = ckpt.with_name(ckpt.name + ".best")
+    state.done, state.seconds = True, seconds
+    with atomic_dir(out) as tmp:
+        if (best / "adapter_model.safetensors").exists():
+            for name in os.listdir(best):
+                shutil.copy2(best / name, tmp / name)
+        else:
+            model.save_pretrained(tmp)
+        write_json(asdict(state), tmp / STATE)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    shutil.rmtree(best, ignore_errors=True)
     return state
 
 
 # ---------------------------------------------------------------------------------------------
 # stage 1: alpaca_tune
-
-
-def alpaca_dir(name: str) -> Path:
-    return paths.alpaca_adapter_dir(name)
-
-
-def rec_dir(name: str) -> Path:
-    return paths.rec_adapter_dir(name)
-
-
-def _section(params: dict[str, Any], key: str) -> dict[str, Any]:
-    return dict(params.get(key) or {})
-
-
-def _train_config(section: dict[str, Any], model_cfg, **override) -> TrainConfig:
-    fields = TrainConfig.__dataclass_fields__
-    kwargs = {k: section[k] for k in fields if k in section}
-    kwargs.setdefault("max_length", model_cfg.max_length)
-    if "max_epochs" in section:
-        kwargs["epochs"] = section["max_epochs"]
-    kwargs.update(override)
-    return TrainConfig(**kwargs)
 
 
 def alpaca_examples(max_samples: int | None, seed: int) -> tuple[list[str], list[str]]:
@@ -382,39 +444,29 @@ def alpaca_examples(max_samples: int | None, seed: int) -> tuple[list[str], list
     return [alpaca_prompt(i, x) for i, x in zip(df["instruction"], df["input"])], df["output"].to_list()
 
 
-def alpaca_tune(params: dict[str, Any]) -> TrainState:
-    from tallrec.model import LoraParams, ModelConfig, add_lora, base_dir, load_base
-
-    mcfg = ModelConfig.from_params(params)
-    section = _section(params, "alpaca_tune")
-    cfg = _train_config(section, mcfg)
-    lora = LoraParams.from_params(params)
-    prompts, answers = alpaca_examples(section.get("max_samples"), cfg.seed)
-    base = base_dir(mcfg.name)
-    fingerprint = fingerprint_of("alpaca", mcfg, lora, cfg, len(prompts), _base_digest(base))
-    out = alpaca_dir(mcfg.name)
-    done = _finished(out, fingerprint)
-    if done is not None:
-        return done
-    model, tokenizer = load_base(base, mcfg)
-    examples = encode_all(tokenizer, prompts, answers, cfg)
-    model = add_lora(model, lora, seed=cfg.seed)
-    return train(model, tokenizer, examples, cfg, out, fingerprint=fingerprint, desc="alpaca_tune")
-
-
-def _base_digest(base: Path) -> str:
+def base_digest(base: Path) -> str:
     """What identifies the base weights: the verified GGUF sha256 or the recorded source."""
     info = base / "tallrec_base.json"
     return info.read_text() if info.exists() else str(base)
 
 
-def _finished(out: Path, fingerprint: str) -> TrainState | None:
-    try:
-        state = TrainState(**json.loads((out / STATE).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    ok = state.done and state.fingerprint == fingerprint and (out / "adapter_model.safetensors").exists()
-    return state if ok else None
+def alpaca_tune(params: Params) -> TrainState:
+    from tallrec.model import add_lora, base_dir, load_base
+
+    section = params.alpaca_tune
+    cfg = TrainConfig.of(section, section.max_length, section.seed)
+    prompts, answers = alpaca_examples(section.max_samples, cfg.seed)
+    base = base_dir(params.model.name)
+    fingerprint = fingerprint_of("alpaca", as_dict(params.model), as_dict(params.lora), asdict(cfg), len(prompts),
+                                 base_digest(base), code_digest())
+    out = paths.alpaca_adapter_dir(params.model.name)
+    done = finished(out, fingerprint)
+    if done is not None:
+        return done
+    model, tokenizer = load_base(base, params.model)
+    examples = encode_all(tokenizer, prompts, answers, cfg)
+    model = add_lora(model, params.lora, seed=cfg.seed)
+    return train(model, tokenizer, examples, cfg, out, fingerprint=fingerprint, prompt=params.prompt, desc="alpaca_tune")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,99 +487,132 @@ class RecRun:
         return f"{self.variant}_{self.train_domain}_k{self.k}_seed{self.seed}"
 
 
-def rec_grid(params: dict[str, Any]) -> list[RecRun]:
-    section = _section(params, "rec_tune")
-    variant = section.get("variant", "tallrec")
-    if variant not in VARIANTS:
-        raise ValueError(f"rec_tune.variant must be one of {VARIANTS}, not {variant!r}")
-    if variant == "at":
+def rec_grid(section: RecTuneParams) -> list[RecRun]:
+    if section.variant == "at":
         return []  # stage 1 only: nothing to rec-tune
-    return [RecRun(variant, d, int(k), int(s))
-            for d in section.get("train_domains", ["movie", "book"])
-            for k in section.get("ks", [64])
-            for s in section.get("seeds", [0])]
+    return [RecRun(section.variant, d, k, s) for d in section.train_domains for k in section.ks for s in section.seeds]
 
 
-def valid_set(train_domain: str, size: int | None, seed: int) -> tuple[list[str], list[int]]:
+def valid_frame(train_domain: str, size: int | None, seed: int) -> pl.DataFrame:
     """A seeded subset of the validation split (for "both": half from each domain)."""
     domains = ["movie", "book"] if train_domain == "both" else [train_domain]
-    prompts: list[str] = []
-    labels: list[int] = []
+    frames = []
     for d in domains:
         df = pl.read_parquet(paths.split_path(d, "valid"))
         order = np.random.default_rng(seed).permutation(df.height)
         if size:
             order = order[: max(1, size // len(domains))]
-        df = df[order.tolist()]
-        prompts += rec_prompts(df)
-        labels += df["label"].cast(pl.Int64).to_list()
-    return prompts, labels
+        frames.append(df[order.tolist()])
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
-def rec_tune_one(run: RecRun, params: dict[str, Any], model=None, tokenizer=None, *, stop_after_epochs=None) -> TrainState:
-    from tallrec.model import LoraParams, ModelConfig, add_lora, base_dir, load_base
+def rec_tune_one(run: RecRun, params: Params, *, stop_after_epochs=None) -> TrainState:
+    from tallrec.model import add_lora, base_dir, context_length, load_base
 
-    mcfg = ModelConfig.from_params(params)
-    section = _section(params, "rec_tune")
-    cfg = _train_config(section, mcfg, seed=run.seed)
-    lora = LoraParams.from_params(params)
+    section = params.rec_tune
+    cfg = TrainConfig.of(section, params.model.max_length, run.seed)
     shots = paths.shot_path(run.train_domain, run.k, run.seed)
     if not shots.exists():
         raise DataError(shots, "K-shot draw not found (run `tallrec sample` with this K and seed)")
-    start = alpaca_dir(mcfg.name) if run.variant == "tallrec" else None
+    start = paths.alpaca_adapter_dir(params.model.name) if run.variant == "tallrec" else None
     if start is not None and not (start / "adapter_model.safetensors").exists():
         raise FileNotFoundError(f"{start}: stage-1 adapter missing (run `tallrec alpaca-tune`)")
-    base = base_dir(mcfg.name)
+    base = base_dir(params.model.name)
     fingerprint = fingerprint_of(
-        "rec", run, mcfg, lora, cfg, section.get("valid_size"), sha256_of(shots), _base_digest(base),
-        sha256_of(start / "adapter_model.safetensors") if start else None)
-    out = rec_dir(mcfg.name) / run.name
-    done = _finished(out, fingerprint)
+        "rec", run, as_dict(params.model), as_dict(params.lora), asdict(cfg), section.valid_size, as_dict(params.prompt),
+        sha256_of(shots), base_digest(base), sha256_of(start / "adapter_model.safetensors") if start else None,
+        code_digest())
+    out = paths.rec_adapter_dir(params.model.name, run.name)
+    done = finished(out, fingerprint)
     if done is not None:
         return done
-    if model is None:
-        model, tokenizer = load_base(base, mcfg)
+    model, tokenizer = load_base(base, params.model)
+    budget = prompt_budget(tokenizer, min(params.model.max_length, context_length(model)), params.prompt)
     df = pl.read_parquet(shots)
-    examples = encode_all(tokenizer, rec_prompts(df), df["output"].to_list(), cfg)
-    model = add_lora(model, lora, start, seed=run.seed)
-    valid = valid_set(run.train_domain, section.get("valid_size"), run.seed)
-    live = _live(run.name, resume=_load_checkpoint(out / "checkpoint", fingerprint) is not None)
+    prompts, shortened = rec_prompts(df, params.prompt, tokenizer, budget)
+    examples = encode_all(tokenizer, prompts, df["output"].to_list(), cfg)
+    model = add_lora(model, params.lora, start, seed=run.seed)
+    vdf = valid_frame(run.train_domain, section.valid_size, run.seed)
+    valid = (rec_prompts(vdf, params.prompt, tokenizer, budget)[0], vdf["label"].cast(pl.Int64).to_list())
+    ckpt = paths.checkpoint_dir(fingerprint)
+    live = curves(run.name, resume=(ckpt / STATE).exists())
     try:
-        state = train(model, tokenizer, examples, cfg, out, fingerprint=fingerprint, valid=valid, live=live,
-                      stop_after_epochs=stop_after_epochs, desc=run.name)
+        return train(model, tokenizer, examples, cfg, out, fingerprint=fingerprint, checkpoint=ckpt, valid=valid,
+                     prompt=params.prompt, live=live, stop_after_epochs=stop_after_epochs, desc=run.name,
+                     shortened_prompts=shortened)
     finally:
         live.end()
-    return state
 
 
-def curves_dir() -> Path:
-    return paths.LLM_CURVES
-
-
-def _live(name: str, resume: bool):
-    """dvclive logger of one configuration's curves (train loss, valid AUC per epoch)."""
-    folder = curves_dir() / name
+def curves(name: str, resume: bool):
+    """dvclive logger of one configuration's curves (train loss, valid AUC per epoch). `train` sets its
+    step to the epochs already done; rows from an epoch a kill cut short are dropped here."""
+    folder = paths.LLM_CURVES / name
     if not resume:
         shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration under this name
     try:
         from dvclive import Live
     except ImportError:  # a machine without DVC, such as a bare GPU box: the same files, written by hand
         return TsvCurves(folder)
-    # resume keeps the steps of an interrupted run; no dvc.yaml edits, no report, no git
-    return Live(str(folder), resume=resume, report=None, save_dvc_exp=False, dvcyaml=None)
+    # no dvc.yaml edits, no report, no git
+    return TrimmingLive(Live(str(folder), resume=resume, report=None, save_dvc_exp=False, dvcyaml=None), folder)
+
+
+def trim_curves(folder: Path, steps: int) -> None:
+    """Keep only the rows of steps < `steps` in every curve file of `folder` (dvclive's layout)."""
+    for tsv in (Path(folder) / "plots" / "metrics").rglob("*.tsv"):
+        header, *rows = tsv.read_text().splitlines()
+        at = header.split("\t").index("step")
+        kept = [r for r in rows if int(r.split("\t")[at]) < steps]
+        if len(kept) != len(rows):
+            tsv.write_text("\n".join([header, *kept]) + "\n")
+
+
+class TrimmingLive:
+    """dvclive's Live whose step can be set back to the epochs a resumed run has done (dvclive's own
+    resume restarts at step 0 after one finished step, and keeps rows of an epoch a kill cut short)."""
+
+    def __init__(self, live, folder: Path):
+        self.live, self.folder = live, folder
+
+    @property
+    def step(self) -> int:
+        return self.live.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        trim_curves(self.folder, value)
+        self.live.step = value
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.live.log_metric(name, value)
+
+    def next_step(self) -> None:
+        self.live.next_step()
+
+    def end(self) -> None:
+        self.live.end()
 
 
 class TsvCurves:
     """The part of dvclive's Live that `train` uses, writing the files dvclive writes
     (`<folder>/plots/metrics/<metric>.tsv`, columns step and the metric's last name part), so
-    `dvc plots show` draws curves made where dvclive is not installed. Appends, so a resumed run
-    continues its curves."""
+    `dvc plots show` draws curves made where dvclive is not installed."""
 
     def __init__(self, folder: Path):
-        self.root = Path(folder) / "plots" / "metrics"
+        self.folder = Path(folder)
+        self.root = self.folder / "plots" / "metrics"
         self.pending: dict[str, float] = {}
-        lengths = [len(f.read_text().splitlines()) - 1 for f in self.root.rglob("*.tsv")]
-        self.step = max(lengths, default=0)
+        self._step = 0
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        trim_curves(self.folder, value)
+        self._step = value
 
     def log_metric(self, name: str, value: float) -> None:
         self.pending[name] = value
@@ -538,22 +623,20 @@ class TsvCurves:
             path.parent.mkdir(parents=True, exist_ok=True)
             new = not path.exists()
             with path.open("a") as f:
-                f.write((f"step\t{name.split('/')[-1]}\n" if new else "") + f"{self.step}\t{value}\n")
+                f.write((f"step\t{name.split('/')[-1]}\n" if new else "") + f"{self._step}\t{value}\n")
         self.pending.clear()
-        self.step += 1
+        self._step += 1
 
     def end(self) -> None:
         self.pending.clear()
 
 
-def rec_tune(params: dict[str, Any]) -> list[tuple[RecRun, TrainState]]:
+def rec_tune(params: Params) -> list[tuple[RecRun, TrainState]]:
     """Every configuration of the grid; finished ones (same fingerprint) are skipped.
 
     Each run loads its own base: peft wraps a model in place, so one copy cannot carry two adapters.
     """
-    from tallrec.model import ModelConfig
-
     # the stage's outputs exist even when the grid is empty (variant "at"), as DVC expects
-    rec_dir(ModelConfig.from_params(params).name).mkdir(parents=True, exist_ok=True)
-    curves_dir().mkdir(parents=True, exist_ok=True)
-    return [(run, rec_tune_one(run, params)) for run in rec_grid(params)]
+    paths.rec_adapter_dir(params.model.name).mkdir(parents=True, exist_ok=True)
+    paths.LLM_CURVES.mkdir(parents=True, exist_ok=True)
+    return [(run, rec_tune_one(run, params)) for run in rec_grid(params.rec_tune)]

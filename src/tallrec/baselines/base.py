@@ -14,8 +14,7 @@ product so that scoring every item for one user (DROS needs it) costs B x V x di
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -23,44 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HISTORY_LEN = 10
+from tallrec.config import BaselineParams
+
 UNK = 0  # the shared id of every item the K-shot training rows do not show often enough
-
-
-@dataclass
-class BaselineConfig:
-    dim: int = 64  # item/label embedding and head width
-    hidden: int = 64  # GRU hidden size (GRU4Rec, DROS)
-    layers: int = 1  # GRU layers (GRU4Rec, DROS)
-    bert_hidden: int = 1024  # GRU-BERT / DROS-BERT, as in the TALLRec paper
-    bert_layers: int = 4
-    bert_bf16: bool = True  # bf16 autocast for the big GRU: ~5x faster on CPUs with AMX/AVX512-BF16 (ignored without)
-    sasrec_blocks: int = 2
-    sasrec_heads: int = 1
-    caser_h_filters: int = 16  # per height 1..10
-    caser_v_filters: int = 4
-    dropout: float = 0.2
-    history_labels: bool = True  # add a like/dislike embedding to each history item (false: ids only)
-    dros_alpha: float = 1.0  # weight of the DRO term
-    dros_beta: float = 1.0  # temperature of the DRO term
-    lr: float = 1e-3
-    weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
-    epochs: int = 20
-    patience: int = 2  # epochs without a better validation AUC before stopping
-    batch_size: int = 32
-    eval_batch_size: int = 512
-    min_count: int = 2  # an item needs this many occurrences in the training rows to get its own id
-    val_size: int = 200  # fixed seeded subset of the valid split used for weight-decay selection
-    threads: int = 2  # cores for the whole grid
-    workers: int = 2  # runs trained at once, in separate processes, each on threads // workers cores
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any]) -> "BaselineConfig":
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in section.items() if k in known}
-        if "weight_decays" in kwargs:
-            kwargs["weight_decays"] = tuple(float(w) for w in kwargs["weight_decays"])
-        return cls(**kwargs)
 
 
 # ---------------------------------------------------------------- data -> tensors
@@ -89,22 +53,23 @@ class Vocab:
         return cls(index, torch.tensor(pop / pop.sum(), dtype=torch.float32))
 
 
-def pad_history(ids: list, labels: list) -> tuple[list, list]:
-    """The protocol: a history shorter than 10 is padded with the user's last item (at the end)."""
-    ids, labels = list(ids)[-HISTORY_LEN:], list(labels)[-HISTORY_LEN:]
-    missing = HISTORY_LEN - len(ids)
+def pad_history(ids: list, labels: list, length: int) -> tuple[list, list]:
+    """The protocol: a history shorter than `length` (data.<domain>.history_len) is padded with the
+    user's last item (at the end)."""
+    ids, labels = list(ids)[-length:], list(labels)[-length:]
+    missing = length - len(ids)
     return ids + [ids[-1]] * missing, labels + [labels[-1]] * missing
 
 
-def encode(df: pl.DataFrame, vocab: Vocab, text_index: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
-    """Tensors for a split: history ids/labels [N,10], target [N], label [N]; text rows when given."""
+def encode(df: pl.DataFrame, vocab: Vocab, history_len: int, text_index: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+    """Tensors for a split: history ids/labels [N, history_len], target [N], label [N]; text rows when given."""
     if text_index is not None:
         missing = set(df["history_item_ids"].explode().to_list() + df["target_item_id"].to_list()) - text_index.keys()
         if missing:
             raise ValueError(f"{len(missing)} items have no text vector (e.g. {sorted(missing)[0]!r}): rerun the text_embed stage")
     hist, hist_label, hist_text = [], [], []
     for ids, labels in zip(df["history_item_ids"].to_list(), df["history_labels"].to_list()):
-        ids, labels = pad_history(ids, labels)
+        ids, labels = pad_history(ids, labels, history_len)
         hist.append([vocab.index.get(i, UNK) for i in ids])
         hist_label.append(labels)
         if text_index is not None:
@@ -159,9 +124,10 @@ def history_embedding(model: nn.Module, batch) -> torch.Tensor:
 class IdModel(nn.Module):
     """Item-id and like/dislike-label embeddings; subclasses add the sequence encoder."""
 
-    def __init__(self, cfg: BaselineConfig, n_items: int, user_dim: int):
+    def __init__(self, cfg: BaselineParams, n_items: int, user_dim: int, history_len: int):
         super().__init__()
         self.cfg = cfg
+        self.history_len = history_len
         self.item_emb = nn.Embedding(n_items, cfg.dim)
         # the LLM is told which history items were liked; the baselines get the same information
         self.label_emb = nn.Embedding(2, cfg.dim)
@@ -182,17 +148,18 @@ class IdModel(nn.Module):
 # ---------------------------------------------------------------- losses
 
 
-def mse_loss(model: nn.Module, batch, cfg: BaselineConfig) -> torch.Tensor:
+def mse_loss(model: nn.Module, batch, cfg: BaselineParams) -> torch.Tensor:
     return F.mse_loss(torch.sigmoid(model(batch)), batch["label"])
 
 
-def dros_loss(model: nn.Module, batch, cfg: BaselineConfig, popularity: torch.Tensor) -> torch.Tensor:
+def dros_loss(model: nn.Module, batch, cfg: BaselineParams, popularity: torch.Tensor) -> torch.Tensor:
     """MSE plus DROS's distributionally robust term (Yang et al., SIGIR 2023).
 
     DROS bounds the loss under the worst-case data distribution in a KL ball around the nominal one
-    (item popularity in the training rows); the dual is beta * log E_nominal[exp(loss_j / beta)]. As in
-    the authors' code, every item j is scored for the user with an implicit label 0, except the target
-    item, whose squared error uses the observed label.
+    (item popularity in the training rows); the dual is beta * log E_nominal[exp(loss_j / beta)], and the
+    loss is mse + alpha * that (the paper's form; the authors' code leaves out the leading beta, which
+    only matters for beta != 1). As in the authors' code, every item j is scored for the user with an
+    implicit label 0, except the target item, whose squared error uses the observed label.
     """
     h = model.encode(batch)
     y_hat = torch.sigmoid(model.head(h, model.items(batch, "target")))
@@ -203,14 +170,14 @@ def dros_loss(model: nn.Module, batch, cfg: BaselineConfig, popularity: torch.Te
     inner = (w * torch.exp(all_hat**2 / cfg.dros_beta)).sum(-1)
     w_t = popularity[batch["target"]]
     inner = inner - w_t * torch.exp(y_hat**2 / cfg.dros_beta) + w_t * torch.exp((y_hat - y) ** 2 / cfg.dros_beta)
-    return mse + cfg.dros_alpha * torch.log(inner + 1e-24).mean()
+    return mse + cfg.dros_alpha * cfg.dros_beta * torch.log(inner + 1e-24).mean()
 
 
 # ---------------------------------------------------------------- training
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batch, cfg: BaselineConfig, bf16: bool = False) -> np.ndarray:
+def predict(model: nn.Module, batch, cfg: BaselineParams, bf16: bool = False) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, n_rows(batch), cfg.eval_batch_size):
@@ -237,7 +204,7 @@ class Fit:
     state: dict = field(repr=False)
 
 
-def train_one(make_model, loss_fn, train, valid, cfg: BaselineConfig, seed: int, weight_decay: float, bf16: bool = False) -> Fit:
+def train_one(make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, weight_decay: float, bf16: bool = False) -> Fit:
     """Adam + MSE with early stopping on validation AUC; returns the best epoch's weights."""
     torch.manual_seed(seed)  # same init for every weight decay: only the decay differs
     model = make_model()
@@ -264,7 +231,7 @@ def train_one(make_model, loss_fn, train, valid, cfg: BaselineConfig, seed: int,
     return best
 
 
-def fit_and_select(make_model, loss_fn, train, valid, cfg: BaselineConfig, seed: int, bf16: bool = False) -> tuple[nn.Module, Fit, dict]:
+def fit_and_select(make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, bf16: bool = False) -> tuple[nn.Module, Fit, dict]:
     """Train once per weight decay; keep the one with the best validation AUC (first on ties)."""
     fits = [train_one(make_model, loss_fn, train, valid, cfg, seed, wd, bf16) for wd in cfg.weight_decays]
     best = max(fits, key=lambda f: f.valid_auc)  # max keeps the first of equal values

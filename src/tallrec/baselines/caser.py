@@ -1,6 +1,6 @@
 """Caser (Tang & Wang, WSDM 2018): horizontal and vertical convolutions over the history "image".
 
-The 10 x dim matrix of history embeddings is read by horizontal filters of every height 1..10
+The history_len x dim matrix of history embeddings is read by horizontal filters of every height 1..history_len
 (union-level patterns, max-pooled over time) and by vertical filters (weighted sums of the items).
 """
 
@@ -10,18 +10,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tallrec.baselines.base import HISTORY_LEN, BaselineConfig, IdModel
+from tallrec.baselines.base import IdModel
+from tallrec.config import BaselineParams
 
 
 class Model(IdModel):
-    def __init__(self, cfg: BaselineConfig, n_items: int):
-        super().__init__(cfg, n_items, user_dim=cfg.dim)
+    def __init__(self, cfg: BaselineParams, n_items: int, history_len: int):
+        super().__init__(cfg, n_items, user_dim=cfg.dim, history_len=history_len)
         # a (h x dim) 2-d filter over the 1-channel image is a 1-d convolution over time with dim
         # input channels; Conv1d is the same function and much faster on CPU
-        self.horizontal = nn.ModuleList(nn.Conv1d(cfg.dim, cfg.caser_h_filters, h) for h in range(1, HISTORY_LEN + 1))
-        self.vertical = nn.Conv2d(1, cfg.caser_v_filters, (HISTORY_LEN, 1))
+        self.horizontal = nn.ModuleList(nn.Conv1d(cfg.dim, cfg.caser_h_filters, h) for h in range(1, history_len + 1))
+        self.vertical = nn.Conv2d(1, cfg.caser_v_filters, (history_len, 1))
         self.drop = nn.Dropout(cfg.dropout)
-        self.fc = nn.Linear(cfg.caser_h_filters * HISTORY_LEN + cfg.caser_v_filters * cfg.dim, cfg.dim)
+        self.fc = nn.Linear(cfg.caser_h_filters * history_len + cfg.caser_v_filters * cfg.dim, cfg.dim)
 
     def encode(self, batch):
         x = self.history(batch)  # [B, L, d]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from tallrec.baselines.base import BaselineConfig, IdModel
+from tallrec.baselines.base import IdModel
+from tallrec.config import BaselineParams
 
 
 class Model(IdModel):
-    def __init__(self, cfg: BaselineConfig, n_items: int):
-        super().__init__(cfg, n_items, user_dim=cfg.hidden)
+    def __init__(self, cfg: BaselineParams, n_items: int, history_len: int):
+        super().__init__(cfg, n_items, user_dim=cfg.hidden, history_len=history_len)
         self.drop = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.dim, cfg.hidden, cfg.layers, batch_first=True)
 

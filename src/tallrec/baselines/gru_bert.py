@@ -11,11 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from tallrec.baselines.base import BaselineConfig, Head, history_embedding
+from tallrec.baselines.base import Head, history_embedding
+from tallrec.config import BaselineParams
 
 
 class Model(nn.Module):
-    def __init__(self, cfg: BaselineConfig, n_items: int, text: torch.Tensor):
+    def __init__(self, cfg: BaselineParams, n_items: int, text: torch.Tensor):
         super().__init__()
         self.cfg = cfg
         self.n_items = n_items

@@ -18,14 +18,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tallrec import paths
 from tallrec.baselines import MODELS, TEXT_MODELS, base
-from tallrec.baselines.base import BaselineConfig, Vocab
+from tallrec.baselines.base import Vocab
+from tallrec.config import BaselineParams, Params
 from tallrec.io import DataError, write_json, write_parquet
-from tallrec.model import cpu_bf16_is_faster
+from tallrec.runtime import native_bf16
 
 DROS_MODELS = ("dros", "dros_bert")
 
 
-def builder(name: str, cfg: BaselineConfig, vocab: Vocab, text: torch.Tensor | None, text_index: dict | None) -> tuple[Callable, Callable, bool]:
+def builder(name: str, cfg: BaselineParams, vocab: Vocab, text: torch.Tensor | None, text_index: dict | None,
+            history_len: int) -> tuple[Callable, Callable, bool]:
     """(make_model, loss_fn, bf16) for a model name."""
     if name not in MODELS:
         raise ValueError(f"unknown baseline {name!r}: expected one of {MODELS}")
@@ -41,12 +43,12 @@ def builder(name: str, cfg: BaselineConfig, vocab: Vocab, text: torch.Tensor | N
             model.candidate_text = candidate_text
             return model
 
-        bf16 = cfg.bert_bf16 and cpu_bf16_is_faster()  # emulated bf16 (no AVX512-BF16 / AMX) is slower
+        bf16 = cfg.bert_bf16 and native_bf16()  # emulated bf16 (no AVX512-BF16 / AMX) is slower
     else:
         import importlib
 
         module = importlib.import_module(f"tallrec.baselines.{name}")
-        make_model, bf16 = partial(module.Model, cfg, vocab.size), False
+        make_model, bf16 = partial(module.Model, cfg, vocab.size, history_len), False
     if name in DROS_MODELS:
         loss_fn = partial(base.dros_loss, cfg=cfg, popularity=vocab.popularity)
     else:
@@ -66,11 +68,12 @@ def read_split(path) -> pl.DataFrame:
     return df
 
 
-def run_one(name: str, cfg: BaselineConfig, train_df, valid_df, test_df, text=None, text_index=None, seed: int = 0) -> dict[str, Any]:
+def run_one(name: str, cfg: BaselineParams, train_df, valid_df, test_df, text=None, text_index=None, *, seed: int,
+            history_len: int) -> dict[str, Any]:
     """Train/select/score one (domain, K, seed); returns test AUC, chosen decay and the test scores."""
     vocab = Vocab.build(train_df, cfg.min_count)
-    make_model, loss_fn, bf16 = builder(name, cfg, vocab, text, text_index)
-    train, valid, test = (base.encode(df, vocab, text_index) for df in (train_df, valid_df, test_df))
+    make_model, loss_fn, bf16 = builder(name, cfg, vocab, text, text_index, history_len)
+    train, valid, test = (base.encode(df, vocab, history_len, text_index) for df in (train_df, valid_df, test_df))
     model, best, per_wd = base.fit_and_select(make_model, loss_fn, train, valid, cfg, seed, bf16)
     scores = base.predict(model, test, cfg, bf16)
     return {
@@ -104,25 +107,24 @@ def domain_splits(name: str, domain: str, val_size: int | None) -> dict[str, Any
 _worker_splits: dict[str, dict[str, Any]] = {}  # per process: a domain's splits are read once
 
 
-def run_job(name: str, section: dict[str, Any], threads: int, domain: str, k: int, seed: int) -> dict[str, Any]:
+def run_job(name: str, cfg: BaselineParams, history_len: int, threads: int, domain: str, k: int, seed: int) -> dict[str, Any]:
     """One (domain, K, seed) of a model; runs in a worker process when `workers` > 1."""
     torch.set_num_threads(threads)
-    cfg = BaselineConfig.from_params(section)
     if domain not in _worker_splits:
         _worker_splits[domain] = domain_splits(name, domain, cfg.val_size)
     s = _worker_splits[domain]
-    return run_one(name, cfg, read_split(paths.shot_path(domain, k, seed)), s["valid"], s["test"], s["text"], s["text_index"], seed)
+    return run_one(name, cfg, read_split(paths.shot_path(domain, k, seed)), s["valid"], s["test"], s["text"], s["text_index"],
+                   seed=seed, history_len=history_len)
 
 
-def run_model(name: str, params: dict, section_name: str = "baselines") -> dict[str, Any]:
+def run_model(name: str, params: Params) -> dict[str, Any]:
     """Every (domain, K, seed) of one model, `workers` at a time, each worker on threads // workers cores.
 
     Tiny models are dominated by per-step overhead that extra threads do not remove, so separate
     processes are what use both cores. Every job seeds itself, so the results do not depend on the
     order the jobs finish in (only on the thread count per job, like any float reduction)."""
-    section = params[section_name]
-    cfg = BaselineConfig.from_params(section)
-    domains, ks, seeds = section["domains"], [int(k) for k in section["ks"]], [int(s) for s in section["seeds"]]
+    cfg = params.baselines
+    domains, ks, seeds = cfg.domains, cfg.ks, cfg.seeds
     workers = max(1, cfg.workers)
     threads = max(1, cfg.threads // workers)
     jobs = [(domain, k, seed) for domain in domains for k in ks for seed in seeds]
@@ -143,12 +145,12 @@ def run_model(name: str, params: dict, section_name: str = "baselines") -> dict[
         if workers == 1:
             for job in jobs:
                 progress.update(task, description=f"{name} {job[0]} k{job[1]} seed{job[2]}")
-                record(job, run_job(name, section, threads, *job))
+                record(job, run_job(name, cfg, params.data.history_len(job[0]), threads, *job))
                 progress.advance(task)
         else:
             # spawn, not fork: a forked child of a process that already ran torch ops can hang in OpenMP
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(run_job, name, section, threads, *job): job for job in jobs}
+                futures = {pool.submit(run_job, name, cfg, params.data.history_len(job[0]), threads, *job): job for job in jobs}
                 for future in as_completed(futures):
                     record(futures[future], future.result())
                     progress.advance(task)

@@ -19,7 +19,9 @@ from rich.progress import track
 
 from tallrec import paths
 from tallrec.baselines import TEXT_MODELS
+from tallrec.config import Params
 from tallrec.io import DataError, write_parquet
+from tallrec.runtime import native_bf16
 
 
 def encoder_dir() -> Path:
@@ -49,10 +51,8 @@ def domain_items(domain: str) -> pl.DataFrame:
 def embed_texts(texts: list[str], batch_size: int = 128, threads: int = 2) -> np.ndarray:
     from transformers import AutoModel, AutoTokenizer
 
-    from tallrec.model import cpu_bf16_is_faster
-
     torch.set_num_threads(threads)
-    bf16 = cpu_bf16_is_faster()  # 2x faster with AMX / AVX512-BF16, several times slower without
+    bf16 = native_bf16()  # 2x faster with AMX / AVX512-BF16, several times slower without
     folder = encoder_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder).eval()
@@ -74,22 +74,21 @@ def embed_texts(texts: list[str], batch_size: int = 128, threads: int = 2) -> np
     return restored
 
 
-def needs_text(params: dict) -> bool:
-    return any(m in TEXT_MODELS for m in (params.get("baselines") or {}).get("models", []))
+def needs_text(params: Params) -> bool:
+    return any(m in TEXT_MODELS for m in params.baselines.models)
 
 
-def text_embed(domain: str, params: dict) -> Path:
+def text_embed(domain: str, params: Params) -> Path:
     """Writes the domain's item vectors; an empty table when no text-aware baseline is selected, so the
     default pipeline does not spend ~3 minutes (2 cores) embedding texts nothing reads."""
     if domain not in paths.DOMAINS:
         raise ValueError(f"unknown domain {domain!r}: expected one of {paths.DOMAINS}")
-    section = params.get("baselines", {})
     items = domain_items(domain)
     if not needs_text(params):
         items = items.clear()
         vectors = np.zeros((0, 0), dtype=np.float32)
     else:
-        vectors = embed_texts(items["text"].to_list(), threads=int(section.get("threads", 2)))
+        vectors = embed_texts(items["text"].to_list(), threads=params.baselines.threads)
     out = paths.text_embeddings_path(domain)
     df = items.select("item_id").with_columns(embedding=pl.Series(list(vectors), dtype=pl.List(pl.Float32)))
     write_parquet(df, out)

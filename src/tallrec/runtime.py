@@ -1,0 +1,95 @@
+"""Where a run executes: device, dtype and thread count, decided from params and fixed facts of the
+machine (CPU flags, CPU affinity), never from a timing probe or the machine's momentary load, and
+recorded in each run's metadata (`run_metadata`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+
+import torch
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of native bf16 matrix arithmetic
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """bf16 pays on a CPU only where it runs natively (AVX512-BF16 or AMX); emulated it is slower than
+    fp32 (measured on an AVX2-only EPYC: text embedding 40 s instead of 11 s)."""
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` = bf16 on a GPU that supports it (else fp16) and on a CPU with native bf16, else fp32."""
+    if dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype != "auto":
+        raise ValueError(f"model.dtype must be auto, bf16, fp16 or fp32, not {dtype!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if native_bf16() else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """torch's thread count: `threads` (model.threads) or else every core this process may use."""
+    n = threads or usable_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+def run_metadata(device: torch.device | str, dtype: torch.dtype) -> dict[str, object]:
+    """What a run's numbers depend on beyond its params; stored beside its results."""
+    return {
+        "device": str(device),
+        "dtype": dtype_name(dtype),
+        "threads": torch.get_num_threads(),
+        "cpu_native_bf16_flags": sorted(f for f in NATIVE_BF16_FLAGS if f in cpu_flags()),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
+def quiet_libraries() -> None:
+    """Silence library output that tells a `tallrec` user nothing (our own rich bars show progress):
+    transformers' and huggingface_hub's tqdm bars, deprecation FutureWarnings from inside the
+    libraries, and bitsandbytes' notes about its optional CPU kernels and casts. Call before they load."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch|accelerate)(\.|$)")
+    warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
+    for name in ("bitsandbytes", "transformers", "peft", "huggingface_hub", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)

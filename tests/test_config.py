@@ -1,0 +1,104 @@
+"""params.yaml as one strict, typed tree: defaults, unknown keys, types, ranges, YAML errors, overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tallrec.config import Params, ParamsError, as_dict, load_params, set_param, with_changes
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = (ROOT / "params.yaml").read_text()
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def changed(tmp_path, old: str, new: str) -> Path:
+    assert TEXT.count(old) == 1, old
+    return write(tmp_path, TEXT.replace(old, new))
+
+
+def line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+def test_the_committed_params_are_the_defaults():
+    """One home of defaults: the typed tree's defaults are what params.yaml says, key for key."""
+    assert load_params(ROOT / "params.yaml") == Params()
+    assert yaml.safe_load(TEXT.replace('"yes"', "yes_").replace('"no"', "no_")).keys() == as_dict(Params()).keys()
+
+
+@pytest.mark.parametrize("old, new, message, on_line", [
+    ("  lr: 1.0e-3 ", "  lrr: 1.0e-3 ", r"rec_tune.lrr: unknown key \(did you mean lr\?\)", "lrr:"),
+    ("  ks: [64] ", "  ks: [0] ", r"rec_tune.ks: every value must be >= 1, not 0", "ks: [0]"),
+    ("  ks: [16, 64, 256]\n  seeds: [0, 1, 2, 3, 4]\n\nbaselines", "  ks: [0]\n  seeds: [0, 1, 2, 3, 4]\n\nbaselines",
+     r"sample.ks: every value must be >= 1, not 0", "ks: [0]"),
+    ("  test_size: null", "  test_size: 0", r"evaluate.test_size: 0 must be > 0 \(or null\)", "test_size: 0"),
+    ("  lr: 1.0e-3 ", "  lr: -1 ", r"rec_tune.lr: -1 must be > 0", "lr: -1"),
+    ("  train_domains: [movie] ", "  train_domains: [] ", r"rec_tune.train_domains: must not be empty", "train_domains: []"),
+    ("  train_domains: [movie] ", "  train_domains: [film] ", r"rec_tune.train_domains\[0\]: 'film' is not one of movie, book, both", "[film]"),
+    ("  batch_size: 8 ", "  batch_size: eight ", r"rec_tune.batch_size: expected an integer, got 'eight'", "eight"),
+    ("  icl: true ", "  icl: 1 ", r"evaluate.icl: expected true or false, got 1", "icl: 1"),
+    ("  micro_batch: 2\n  max_epochs", "  micro_batch: 3\n  max_epochs", r"rec_tune.micro_batch: 3 does not divide rec_tune.batch_size 8", "micro_batch: 3"),
+    ("  name: smollm2-135m ", "  name: gpt5 ", r"model.name: 'gpt5' is not in the catalog .* needs model.source", "gpt5"),
+    ('  "yes": Yes.', "  yes: Yes.", r"prompt: key True is a boolean in YAML: quote it", "prompt:"),
+])
+def test_a_bad_value_is_one_line_naming_file_line_and_key(tmp_path, old, new, message, on_line):
+    path = changed(tmp_path, old, new)
+    with pytest.raises(ParamsError, match=r"params.yaml:\d+: " + message) as e:
+        load_params(path)
+    assert "\n" not in str(e.value)
+    line = int(str(e.value).split(":")[1])
+    assert on_line in path.read_text().splitlines()[line - 1]
+
+
+def test_yaml_syntax_error_and_missing_section_are_one_line(tmp_path):
+    broken = TEXT.replace("  ks: [64] ", "  ks: [64 ")
+    with pytest.raises(ParamsError, match=r"params.yaml:\d+: YAML syntax error") as e:
+        load_params(write(tmp_path, broken))
+    assert "\n" not in str(e.value)
+    without = TEXT[: TEXT.index("evaluate:")]
+    with pytest.raises(ParamsError, match=r"params.yaml: params: missing key 'evaluate'"):
+        load_params(write(tmp_path, without))
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        load_params(write(tmp_path, "- just a list\n"))
+
+
+def test_overrides_set_existing_keys_only():
+    params = load_params(ROOT / "params.yaml", ["rec_tune.ks=[16,64,256]", "model.name=qwen2.5-coder-0.5b"])
+    assert params.rec_tune.ks == (16, 64, 256) and params.model.name == "qwen2.5-coder-0.5b"
+    raw = {"rec_tune": {"ks": [64]}}
+    with pytest.raises(ParamsError, match="rec_tune.lrr: unknown key"):
+        set_param(raw, "rec_tune.lrr=1")
+    with pytest.raises(ParamsError, match="modell: unknown key"):
+        set_param(raw, "modell.name=x")
+    with pytest.raises(ParamsError, match="expected key.path=value"):
+        set_param(raw, "rec_tune.ks")
+    with pytest.raises(ParamsError, match=r"rec_tune.lr: -1 must be > 0"):
+        load_params(ROOT / "params.yaml", ["rec_tune.lr=-1"])
+
+
+def test_with_changes_checks_like_a_file():
+    p = with_changes(Params(), {"rec_tune": {"ks": [16]}})
+    assert p.rec_tune.ks == (16,) and dataclasses.replace(p.rec_tune, ks=(64,)) == Params().rec_tune
+    with pytest.raises(ParamsError, match="rec_tune.kss: unknown key"):
+        with_changes(Params(), {"rec_tune": {"kss": [16]}})
+
+
+@pytest.mark.parametrize("command", ["alpaca-tune", "rec-tune", "evaluate", "base-model", "sample"])
+def test_a_stage_stops_on_bad_params_before_loading_anything(tmp_path, command):
+    path = changed(tmp_path, "  name: smollm2-135m ", "  name: gpt5 ")
+    done = subprocess.run([sys.executable, "-m", "tallrec", command, "--params", str(path)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "model.name: 'gpt5' is not in the catalog" in lines[0], done.stderr
