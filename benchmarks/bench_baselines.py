@@ -33,7 +33,8 @@ def peak_rss_mib() -> float:
 
 
 PAPER_GRID = {
-    "models": ["gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert"],
+    "models": ["gru4rec", "caser", "sasrec", "dros"],
+    "text_models": ["gru_bert", "dros_bert"],
     "domains": ["movie", "book"],
     "ks": [16, 64, 256],
     "seeds": [0, 1, 2, 3, 4],
@@ -54,15 +55,17 @@ def main() -> None:
     if args.threads:
         overrides.append(f"baselines.threads={args.threads}")
     if args.models:  # text_embed embeds only for the text-aware ones
-        overrides.append(f"baselines.models={json.dumps(args.models)}")
+        from tallrec.baselines import TEXT_MODELS
+
+        overrides.append(f"baselines.models={json.dumps([m for m in args.models if m not in TEXT_MODELS])}")
+        overrides.append(f"baselines.text_models={json.dumps([m for m in args.models if m in TEXT_MODELS])}")
     params = load_params(overrides=overrides)
-    section, models = params.baselines, params.baselines.models
-    from tallrec.baselines import TEXT_MODELS
+    section, models = params.baselines, params.baselines.models + params.baselines.text_models
     from tallrec.baselines.run import run_model
     from tallrec.baselines.text_embed import text_embed
 
     rows = []
-    if not args.skip_embed and any(m in TEXT_MODELS for m in models):
+    if not args.skip_embed and section.text_models:
         for domain in section.domains:
             start = time.perf_counter()
             text_embed(domain, params)

@@ -116,7 +116,7 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("tallrec.scoring.load_for_scoring", refuse)
+    monkeypatch.setattr("tallrec.serving.load_for_scoring", refuse)
 
 
 def one_line_error(result) -> str:

@@ -153,10 +153,10 @@ def test_adapter_round_trips_with_identical_scores(tiny_backbone, tmp_path):
 
 
 def test_rec_grid_names_carry_every_coordinate():
-    section = RecTuneParams(variant="rt", train_domains=("movie", "both"), ks=(16, 64), seeds=(3,))
+    section = RecTuneParams(variants=("rt",), train_domains=("movie", "both"), ks=(16, 64), seeds=(3,))
     names = [r.name for r in rec_grid(section)]
     assert names == ["rt_movie_k16_seed3", "rt_movie_k64_seed3", "rt_both_k16_seed3", "rt_both_k64_seed3"]
-    assert rec_grid(RecTuneParams(variant="at")) == []
+    assert [r.name for r in rec_grid(RecTuneParams(variants=("at", "tallrec")))] == ["at_movie_k64_seed0", "tallrec_movie_k64_seed0"]
     assert RecRun("tallrec", "book", 64, 0).name == "tallrec_book_k64_seed0"
 
 

@@ -1,4 +1,5 @@
-"""The `tallrec` command: one subcommand per pipeline stage, plus tools for people."""
+"""The `tallrec` command: the pipeline's stages by hand (the same `main` functions dvc.yaml runs through
+`python -m tallrec.stages.<stage>`), plus `score`, `rank` and `export` for people."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from rich.markup import escape
 
 from tallrec import paths
 from tallrec.config import load_params
-from tallrec.io import DataError
 from tallrec.runtime import quiet_libraries
+from tallrec.stages import expected_errors, one_line
 
 quiet_libraries()  # before transformers, peft or bitsandbytes are imported
 
@@ -25,42 +26,43 @@ class OneLineErrors(typer.core.TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (DataError, ValueError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        except expected_errors() as e:
+            console.print(one_line(e), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+
+
+def say(message: str) -> None:
+    console.print(message, highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, help=__doc__)
 
 
+PARAMS_OPTION = typer.Option(paths.PARAMS, "--params")
+
+
 @app.command()
-def fetch(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
+def fetch(params_file: Path = PARAMS_OPTION) -> None:
     """Copy the raw datasets from the mirror (or download them) into data/raw/ and verify sha256."""
-    from tallrec.data import fetch as run_fetch
+    from tallrec.stages import fetch as stage
 
-    written = run_fetch(load_params(params_file).data.mirror)
-    console.print(f"fetched and verified {len(written)} files into {paths.RAW}/")
+    say(stage.main(load_params(params_file)))
 
 
 @app.command()
-def prepare(
-    domain: str = typer.Argument(..., help="movie, book or alpaca"),
-    params_file: Path = typer.Option(paths.PARAMS, "--params"),
-) -> None:
+def prepare(domain: str = typer.Argument(..., help="movie, book or alpaca"), params_file: Path = PARAMS_OPTION) -> None:
     """Turn one domain's raw files into data/processed/<domain>/{train,valid,test}.parquet."""
-    from tallrec.data import prepare as run_prepare
+    from tallrec.stages import prepare as stage
 
-    report = run_prepare(domain, load_params(params_file))
-    console.print(f"{domain}: {report.get('split_rows', report)}")
+    say(stage.main(load_params(params_file), domain))
 
 
 @app.command()
-def sample(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
+def sample(params_file: Path = PARAMS_OPTION) -> None:
     """Draw the K-shot training sets for every K, seed and domain in params.yaml."""
-    from tallrec.sampling import sample as run_sample
+    from tallrec.stages import sample as stage
 
-    written = run_sample(load_params(params_file))
-    console.print(f"wrote {len(written)} K-shot draws into {paths.SHOTS}/")
+    say(stage.main(load_params(params_file)))
 
 
 @app.command()
@@ -77,11 +79,8 @@ def export(
     console.print(f"wrote {n} records to {out}")
 
 
-# (more stage commands are added below this line by the LLM and baseline modules)
-
-
 def _load_options(adapter, base, dtype, quantize, device, batch_size):
-    from tallrec.scoring import LoadConfig
+    from tallrec.serving import LoadConfig
 
     return LoadConfig(adapter=adapter, base=base, dtype=dtype, quantize=quantize, device=device, batch_size=batch_size)
 
@@ -102,7 +101,7 @@ def score(
 ) -> None:
     """Write every line of a JSONL file with p_yes (the model's probability of "Yes.") added."""
 
-    from tallrec.scoring import run_score
+    from tallrec.serving import run_score
 
     output = output or input.with_name(input.stem + ".scored.jsonl")
     load = _load_options(adapter, base, dtype, quantize, device, batch_size)
@@ -132,7 +131,7 @@ def rank(
     """Score many candidate items for one user and print the best first."""
     from rich.console import Console
 
-    from tallrec.scoring import run_rank
+    from tallrec.serving import run_rank
 
     load = _load_options(adapter, base, dtype, quantize, device, batch_size)
     table, dropped = run_rank(history, candidates, top, domain, load, params_file)
@@ -141,82 +140,74 @@ def rank(
         console.print(f"dropped {dropped} duplicate candidate{'s' if dropped != 1 else ''} (each item is ranked once)")
 
 
-# ---------------------------------------------------------------- LLM stages (tallrec.model, tuning, evaluation)
+# ---------------------------------------------------------------- LLM stages
 
 
 @app.command("base-model")
 def base_model(
-    params_file: Path = typer.Option(paths.PARAMS, "--params"),
+    params_file: Path = PARAMS_OPTION,
     gguf: Optional[Path] = typer.Option(None, help="a catalog backbone's joined GGUF file, instead of its installed packages (sha256 still checked)"),
 ) -> None:
     """Turn model.name into models/base/<name>/: verify and dequantize a catalog GGUF once (or record a HF model)."""
-    from tallrec.model import build_base
+    from tallrec.stages import base_model as stage
 
-    cfg = load_params(params_file).model
-    console.print(f"base model ready in {build_base(cfg.name, cfg.source, gguf=gguf)}/")
+    say(stage.main(load_params(params_file), gguf))
 
 
 @app.command("alpaca-tune")
-def alpaca_tune(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
+def alpaca_tune(params_file: Path = PARAMS_OPTION) -> None:
     """Stage 1: LoRA-tune the base on Alpaca samples into models/alpaca/<name>/."""
-    from tallrec.runtime import configure_threads
-    from tallrec.tuning import alpaca_tune as run
+    from tallrec.stages import alpaca_tune as stage
 
-    params = load_params(params_file)
-    configure_threads(params.model.threads)
-    state = run(params)
-    console.print(f"alpaca_tune: {state.epoch} epochs, {state.global_step} steps, last loss {state.history[-1]['loss']:.4f}")
+    say(stage.main(load_params(params_file)))
 
 
 @app.command("rec-tune")
-def rec_tune(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
-    """Stage 2: LoRA-tune on every configured K-shot draw into models/rec/<name>/<config>/ (resumable)."""
-    from tallrec.runtime import configure_threads
-    from tallrec.tuning import rec_tune as run
+def rec_tune(params_file: Path = PARAMS_OPTION) -> None:
+    """Stage 2: every configuration of rec_tune (variants x train domains x ks x seeds), one after another."""
+    from tallrec.stages import rec_tune as stage
+    from tallrec.tuning import rec_grid
 
     params = load_params(params_file)
-    configure_threads(params.model.threads)
-    for r, state in run(params):
-        best = f"{state.best_auc:.4f} at epoch {state.best_epoch}" if state.best_auc is not None else "none (every AUC was NaN)"
-        console.print(f"{r.name}: best valid AUC {best}, {state.epoch} epochs")
+    for run in rec_grid(params.rec_tune):
+        say(stage.main(params, run.variant, run.train_domain, run.k, run.seed))
 
 
 @app.command("evaluate")
-def evaluate_cmd(params_file: Path = typer.Option(paths.PARAMS, "--params")) -> None:
-    """Score every configuration (and the untuned backbone) on the test sets; AUC into metrics/."""
-    from tallrec.evaluation import COMBINED, evaluate
-    from tallrec.runtime import configure_threads
+def evaluate_cmd(params_file: Path = PARAMS_OPTION) -> None:
+    """Score the untuned backbone and every configuration on the test sets; AUC into metrics/llm/."""
+    from tallrec.stages import evaluate, evaluate_icl
+    from tallrec.tuning import rec_grid
 
     params = load_params(params_file)
-    configure_threads(params.model.threads)
-    evaluate(params)
-    console.print(f"wrote {COMBINED}")
+    say(evaluate_icl.main(params))
+    for run in rec_grid(params.rec_tune):
+        say(evaluate.main(params, run.variant, run.train_domain, run.k, run.seed))
+
+
+@app.command("summarize")
+def summarize_cmd(params_file: Path = PARAMS_OPTION) -> None:
+    """The experiment's headline metrics (metrics/llm.json, metrics/baselines.json)."""
+    from tallrec.stages import summarize as stage
+
+    say(stage.main(load_params(params_file)))
 
 
 # ---------------------------------------------------------------- baselines
 
 
 @app.command("text-embed")
-def text_embed_cmd(
-    domain: str = typer.Argument(..., help="movie or book"),
-    params_file: Path = typer.Option(paths.PARAMS, "--params"),
-) -> None:
+def text_embed_cmd(domain: str = typer.Argument(..., help="movie or book"), params_file: Path = PARAMS_OPTION) -> None:
     """Embed every item text of a domain with all-MiniLM-L6-v2 into models/text_embeddings/<domain>.parquet."""
-    from tallrec.baselines.text_embed import text_embed
+    from tallrec.stages import text_embed as stage
 
-    out = text_embed(domain, load_params(params_file))
-    console.print(f"wrote {out}")
+    say(stage.main(load_params(params_file), domain))
 
 
 @app.command("baseline")
-def baseline_cmd(
-    model: str = typer.Argument(..., help="gru4rec, caser, sasrec, dros, gru_bert or dros_bert"),
-    params_file: Path = typer.Option(paths.PARAMS, "--params"),
-) -> None:
-    """Train one baseline on every domain x K x seed (weight decay chosen on valid); AUC into metrics/."""
-    from tallrec.baselines.run import run_model
+def baseline_cmd(model: str = typer.Argument(..., help="gru4rec, caser, sasrec, dros, gru_bert or dros_bert"),
+                 params_file: Path = PARAMS_OPTION) -> None:
+    """Train one baseline on every domain x K x seed (weight decay chosen on valid); AUC into metrics/baselines/."""
+    from tallrec.stages import baseline as stage
 
-    summary = run_model(model, load_params(params_file))
-    for domain, by_k in summary.items():
-        cells = ", ".join(f"{k} {v['auc_mean']:.4f}±{v['auc_std']:.4f}" for k, v in by_k.items())
-        console.print(f"{model} {domain}: {cells}")
+    say(stage.main(load_params(params_file), model))

@@ -86,7 +86,8 @@ def _seeds(*default: int):
 
 Domain = Literal["movie", "book"]
 ShotDomain = Literal["movie", "book", "both"]
-BaselineName = Literal["gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert"]
+IdBaseline = Literal["gru4rec", "caser", "sasrec", "dros"]
+TextBaseline = Literal["gru_bert", "dros_bert"]
 
 # --------------------------------------------------------------------------------------- the tree
 
@@ -161,7 +162,8 @@ class SampleParams:
 
 @dataclass(frozen=True)
 class BaselineParams:
-    models: tuple[BaselineName, ...] = ("gru4rec", "caser", "sasrec", "dros")
+    models: tuple[IdBaseline, ...] = ("gru4rec", "caser", "sasrec", "dros")  # item ids (and like/dislike) only
+    text_models: tuple[TextBaseline, ...] = ()  # ids plus item-text vectors (the text_embed stage)
     domains: tuple[Domain, ...] = _p(("movie", "book"), _non_empty)
     ks: tuple[int, ...] = _ks(16, 64, 256)
     seeds: tuple[int, ...] = _seeds(0, 1, 2, 3, 4)
@@ -229,7 +231,7 @@ class AlpacaTuneParams:
 
 @dataclass(frozen=True)
 class RecTuneParams:
-    variant: Literal["tallrec", "rt", "at"] = "tallrec"
+    variants: tuple[Literal["tallrec", "rt", "at"], ...] = _p(("tallrec",), _non_empty)
     train_domains: tuple[ShotDomain, ...] = _p(("movie",), _non_empty)
     ks: tuple[int, ...] = _ks(64)
     seeds: tuple[int, ...] = _seeds(0)
@@ -252,8 +254,6 @@ class EvaluateParams:
     test_domains: tuple[Domain, ...] = _p(("movie", "book"), _non_empty)
     test_size: int | None = _p(None, _optional_positive)  # null = the full test sets
     batch_size: int = _p(8, _at_least(1))
-    icl: bool = True
-    include_at: bool = False
 
 
 @dataclass(frozen=True)

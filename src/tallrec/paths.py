@@ -62,7 +62,8 @@ def checkpoint_dir(fingerprint: str) -> Path:
     return SCRATCH / "checkpoints" / fingerprint
 
 
-LLM_METRICS = METRICS / "llm.json"  # every configuration's AUC: columns of `dvc exp show`
+LLM_METRICS = METRICS / "llm.json"  # the experiment's LLM AUCs under stable keys: columns of `dvc exp show`
+BASELINE_METRICS = METRICS / "baselines.json"  # the baselines' AUC at the experiment's K
 LLM_CURVES = METRICS / "curves" / "llm"  # dvclive training curves, one folder per configuration
 
 
@@ -74,6 +75,7 @@ def text_embeddings_path(domain: str) -> Path:
 
 
 def baseline_metrics_path(model: str) -> Path:
+    """Every domain x K x seed of one baseline (detail; the headline is BASELINE_METRICS)."""
     return METRICS / "baselines" / f"{model}.json"
 
 

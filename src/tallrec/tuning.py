@@ -9,6 +9,7 @@ One flat training loop in plain PyTorch (`train`) serves both stages. It is:
   continues from there and ends with the same weights as an uninterrupted one;
 - early-stopped on validation AUC when validation prompts are given: the best epoch's adapter is kept.
 The finished output (adapter + train_state.json) lands in one rename, so a folder is finished or absent.
+The stage modules (tallrec.stages.alpaca_tune, rec_tune) put the pieces together; DVC decides what runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,10 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from tallrec import paths
-from tallrec.config import AlpacaTuneParams, Params, PromptParams, RecTuneParams, as_dict
-from tallrec.io import DataError, atomic_dir, sha256_of, write_json
+from tallrec.config import AlpacaTuneParams, PromptParams, RecTuneParams
+from tallrec.io import DataError, atomic_dir, remove_stale, sha256_of, write_json
 from tallrec.metrics import auc as auc_of
-from tallrec.prompts import alpaca_prompt, answer_tokens, prompt_budget, rec_prompts
+from tallrec.prompts import alpaca_prompt, answer_tokens
 from tallrec.runtime import run_metadata
 
 IGNORE = -100  # label of a token that gets no loss
@@ -158,6 +159,7 @@ class TrainState:
     stopped_early: bool = False
     skipped_steps: int = 0  # optimizer steps skipped because the loss or gradient was not finite
     shortened_prompts: int = 0  # prompts whose oldest history items were dropped to fit model.max_length
+    resumed_at: list[int] = field(default_factory=list)  # global steps at which a restarted run picked up
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     runtime: dict[str, Any] = field(default_factory=dict)  # dtype, threads, device: what else the result depends on
@@ -241,15 +243,6 @@ def code_digest() -> str:
     """The training code's own files: a change to them retrains instead of reusing a checkpoint."""
     here = Path(__file__).parent
     return sha256_of(*(here / f for f in ("tuning.py", "model.py", "prompts.py", "scoring.py", "metrics.py")))
-
-
-def finished(out: Path, fingerprint: str) -> TrainState | None:
-    try:
-        state = TrainState(**json.loads((out / STATE).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    ok = state.done and state.fingerprint == fingerprint and (out / "adapter_model.safetensors").exists()
-    return state if ok else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +338,8 @@ def train(
     if not examples:
         raise ValueError(f"{out}: no training examples")
     out, ckpt = Path(out), Path(checkpoint) if checkpoint is not None else paths.checkpoint_dir(fingerprint)
+    for folder in (out, ckpt, best_dir(ckpt)):
+        remove_stale(folder)  # half-written folders of a run killed while saving
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
@@ -358,6 +353,7 @@ def train(
     resumed = load_checkpoint(ckpt, fingerprint, model, optimizer)
     if resumed is not None:
         state, epoch_gen_state = resumed
+        state.resumed_at.append(state.global_step)
     if live is not None:
         live.step = state.epoch  # one curve row per finished epoch; a resumed run continues the count
 
@@ -389,7 +385,7 @@ def train(
                 auc = auc_of(valid[1], score_prompts(model, tokenizer, list(valid[0]), batch_size=cfg.eval_batch_size,
                                                      prompt=prompt, progress=False))
             if end_epoch(state, cfg, auc):
-                save_adapter(model, ckpt.with_name(ckpt.name + ".best"))
+                save_adapter(model, best_dir(ckpt))
             epoch_gen_state = gen.get_state()
             if live is not None:
                 live.log_metric("train/loss", state.history[-1]["loss"])
@@ -404,6 +400,11 @@ def train(
     return finish(model, state, out, ckpt, time.perf_counter() - start_time)
 
 
+def best_dir(ckpt: Path) -> Path:
+    """The best epoch's adapter so far, beside the checkpoint."""
+    return ckpt.with_name(ckpt.name + ".best")
+
+
 def save_adapter(model, folder: Path) -> None:
     """A standard peft adapter folder (adapter_config.json + adapter_model.safetensors), atomically."""
     with atomic_dir(folder) as tmp:
@@ -414,7 +415,7 @@ def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float) -> T
     """Put the kept adapter and train_state.json into `out` as one rename (a kill leaves `out` whole:
     the old one or the finished one), then drop the checkpoint. With no epoch better than NaN the last
     weights are kept."""
-    best = ckpt.with_name(ckpt.name + ".best")
+    best = best_dir(ckpt)
     state.done, state.seconds = True, seconds
     with atomic_dir(out) as tmp:
         if (best / "adapter_model.safetensors").exists():
@@ -429,7 +430,7 @@ def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float) -> T
 
 
 # ---------------------------------------------------------------------------------------------
-# stage 1: alpaca_tune
+# the stages' inputs
 
 
 def alpaca_examples(max_samples: int | None, seed: int) -> tuple[list[str], list[str]]:
@@ -450,27 +451,8 @@ def base_digest(base: Path) -> str:
     return info.read_text() if info.exists() else str(base)
 
 
-def alpaca_tune(params: Params) -> TrainState:
-    from tallrec.model import add_lora, base_dir, load_base
-
-    section = params.alpaca_tune
-    cfg = TrainConfig.of(section, section.max_length, section.seed)
-    prompts, answers = alpaca_examples(section.max_samples, cfg.seed)
-    base = base_dir(params.model.name)
-    fingerprint = fingerprint_of("alpaca", as_dict(params.model), as_dict(params.lora), asdict(cfg), len(prompts),
-                                 base_digest(base), code_digest())
-    out = paths.alpaca_adapter_dir(params.model.name)
-    done = finished(out, fingerprint)
-    if done is not None:
-        return done
-    model, tokenizer = load_base(base, params.model)
-    examples = encode_all(tokenizer, prompts, answers, cfg)
-    model = add_lora(model, params.lora, seed=cfg.seed)
-    return train(model, tokenizer, examples, cfg, out, fingerprint=fingerprint, prompt=params.prompt, desc="alpaca_tune")
-
-
 # ---------------------------------------------------------------------------------------------
-# stage 2: rec_tune
+# rec_tune configurations and their curves
 
 
 @dataclass(frozen=True)
@@ -488,9 +470,8 @@ class RecRun:
 
 
 def rec_grid(section: RecTuneParams) -> list[RecRun]:
-    if section.variant == "at":
-        return []  # stage 1 only: nothing to rec-tune
-    return [RecRun(section.variant, d, k, s) for d in section.train_domains for k in section.ks for s in section.seeds]
+    """Every configuration, in dvc.yaml's matrix order (variant, train domain, K, seed)."""
+    return [RecRun(v, d, k, s) for v in section.variants for d in section.train_domains for k in section.ks for s in section.seeds]
 
 
 def valid_frame(train_domain: str, size: int | None, seed: int) -> pl.DataFrame:
@@ -504,44 +485,6 @@ def valid_frame(train_domain: str, size: int | None, seed: int) -> pl.DataFrame:
             order = order[: max(1, size // len(domains))]
         frames.append(df[order.tolist()])
     return pl.concat(frames, how="diagonal_relaxed")
-
-
-def rec_tune_one(run: RecRun, params: Params, *, stop_after_epochs=None) -> TrainState:
-    from tallrec.model import add_lora, base_dir, context_length, load_base
-
-    section = params.rec_tune
-    cfg = TrainConfig.of(section, params.model.max_length, run.seed)
-    shots = paths.shot_path(run.train_domain, run.k, run.seed)
-    if not shots.exists():
-        raise DataError(shots, "K-shot draw not found (run `tallrec sample` with this K and seed)")
-    start = paths.alpaca_adapter_dir(params.model.name) if run.variant == "tallrec" else None
-    if start is not None and not (start / "adapter_model.safetensors").exists():
-        raise FileNotFoundError(f"{start}: stage-1 adapter missing (run `tallrec alpaca-tune`)")
-    base = base_dir(params.model.name)
-    fingerprint = fingerprint_of(
-        "rec", run, as_dict(params.model), as_dict(params.lora), asdict(cfg), section.valid_size, as_dict(params.prompt),
-        sha256_of(shots), base_digest(base), sha256_of(start / "adapter_model.safetensors") if start else None,
-        code_digest())
-    out = paths.rec_adapter_dir(params.model.name, run.name)
-    done = finished(out, fingerprint)
-    if done is not None:
-        return done
-    model, tokenizer = load_base(base, params.model)
-    budget = prompt_budget(tokenizer, min(params.model.max_length, context_length(model)), params.prompt)
-    df = pl.read_parquet(shots)
-    prompts, shortened = rec_prompts(df, params.prompt, tokenizer, budget)
-    examples = encode_all(tokenizer, prompts, df["output"].to_list(), cfg)
-    model = add_lora(model, params.lora, start, seed=run.seed)
-    vdf = valid_frame(run.train_domain, section.valid_size, run.seed)
-    valid = (rec_prompts(vdf, params.prompt, tokenizer, budget)[0], vdf["label"].cast(pl.Int64).to_list())
-    ckpt = paths.checkpoint_dir(fingerprint)
-    live = curves(run.name, resume=(ckpt / STATE).exists())
-    try:
-        return train(model, tokenizer, examples, cfg, out, fingerprint=fingerprint, checkpoint=ckpt, valid=valid,
-                     prompt=params.prompt, live=live, stop_after_epochs=stop_after_epochs, desc=run.name,
-                     shortened_prompts=shortened)
-    finally:
-        live.end()
 
 
 def curves(name: str, resume: bool):
@@ -629,14 +572,3 @@ class TsvCurves:
 
     def end(self) -> None:
         self.pending.clear()
-
-
-def rec_tune(params: Params) -> list[tuple[RecRun, TrainState]]:
-    """Every configuration of the grid; finished ones (same fingerprint) are skipped.
-
-    Each run loads its own base: peft wraps a model in place, so one copy cannot carry two adapters.
-    """
-    # the stage's outputs exist even when the grid is empty (variant "at"), as DVC expects
-    paths.rec_adapter_dir(params.model.name).mkdir(parents=True, exist_ok=True)
-    paths.LLM_CURVES.mkdir(parents=True, exist_ok=True)
-    return [(run, rec_tune_one(run, params)) for run in rec_grid(params.rec_tune)]

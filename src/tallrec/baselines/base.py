@@ -239,3 +239,17 @@ def fit_and_select(make_model, loss_fn, train, valid, cfg: BaselineParams, seed:
     model = make_model()
     model.load_state_dict(best.state)
     return model, best, {str(f.weight_decay): round(f.valid_auc, 6) for f in fits}
+
+
+class GRUModel(IdModel):
+    """GRU4Rec's network (Hidasi et al., ICLR 2016): a GRU reads the history; its last state is the
+    user. DROS trains the same network with its own loss."""
+
+    def __init__(self, cfg: BaselineParams, n_items: int, history_len: int):
+        super().__init__(cfg, n_items, user_dim=cfg.hidden, history_len=history_len)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(cfg.dim, cfg.hidden, cfg.layers, batch_first=True)
+
+    def encode(self, batch):
+        _, h = self.gru(self.drop(self.history(batch)))
+        return h[-1]

@@ -1,9 +1,7 @@
-"""DROS (Yang et al., SIGIR 2023) on the GRU4Rec backbone, as the TALLRec authors used it.
+"""DROS (Yang et al., SIGIR 2023) on the GRU4Rec network, as the TALLRec authors used it.
 
 The network is GRU4Rec's; what changes is the loss (tallrec.baselines.base.dros_loss): MSE plus a
 distributionally robust term over all items, weighted by their popularity in the training rows.
 """
 
-from __future__ import annotations
-
-from tallrec.baselines.gru4rec import Model  # noqa: F401  (same network; see LOSS in __init__)
+from tallrec.baselines.base import GRUModel as Model  # noqa: F401

@@ -6,6 +6,7 @@ the valid split), keep the decay with the best validation AUC, and score the who
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
@@ -31,23 +32,19 @@ def builder(name: str, cfg: BaselineParams, vocab: Vocab, text: torch.Tensor | N
     """(make_model, loss_fn, bf16) for a model name."""
     if name not in MODELS:
         raise ValueError(f"unknown baseline {name!r}: expected one of {MODELS}")
+    module = importlib.import_module(f"tallrec.baselines.{name}")  # one network a file, its class `Model`
     if name in TEXT_MODELS:
-        from tallrec.baselines.gru_bert import Model
-
         # DROS scores every vocabulary item: their text rows (UNK -> the mean vector, the table's last row)
         inverse = {i: item for item, i in vocab.index.items()}
         candidate_text = torch.tensor([text_index[inverse[i]] if i in inverse else len(text) - 1 for i in range(vocab.size)])
 
         def make_model():
-            model = Model(cfg, vocab.size, text)
+            model = module.Model(cfg, vocab.size, text)
             model.candidate_text = candidate_text
             return model
 
         bf16 = cfg.bert_bf16 and native_bf16()  # emulated bf16 (no AVX512-BF16 / AMX) is slower
     else:
-        import importlib
-
-        module = importlib.import_module(f"tallrec.baselines.{name}")
         make_model, bf16 = partial(module.Model, cfg, vocab.size, history_len), False
     if name in DROS_MODELS:
         loss_fn = partial(base.dros_loss, cfg=cfg, popularity=vocab.popularity)

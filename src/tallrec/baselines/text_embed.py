@@ -18,7 +18,6 @@ import torch
 from rich.progress import track
 
 from tallrec import paths
-from tallrec.baselines import TEXT_MODELS
 from tallrec.config import Params
 from tallrec.io import DataError, write_parquet
 from tallrec.runtime import native_bf16
@@ -75,7 +74,7 @@ def embed_texts(texts: list[str], batch_size: int = 128, threads: int = 2) -> np
 
 
 def needs_text(params: Params) -> bool:
-    return any(m in TEXT_MODELS for m in params.baselines.models)
+    return bool(params.baselines.text_models)
 
 
 def text_embed(domain: str, params: Params) -> Path:

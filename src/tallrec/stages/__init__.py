@@ -1,0 +1,43 @@
+"""One module per DVC stage, each a short `main(params, ...)`: `python -m tallrec.stages.<name> ARGS` is
+what dvc.yaml runs, and the `tallrec` command calls the same functions."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+def one_line(error: BaseException) -> str:
+    """How bad input ends every stage and command: one line naming the file, the line and the problem."""
+    from rich.markup import escape
+
+    return f"[bold red]error:[/] {escape(str(error))}"
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    from tallrec.io import DataError
+
+    return DataError, ValueError, FileNotFoundError
+
+
+def run(main: Callable, *types: type) -> None:
+    """Entry point of a stage module: parse the arguments by `types`, read params.yaml, run `main`,
+    print what it returns; bad input is one line and exit status 1."""
+    from tallrec.runtime import quiet_libraries
+
+    quiet_libraries()  # before transformers, peft or bitsandbytes are imported
+    from rich.console import Console
+
+    from tallrec.config import load_params
+
+    console = Console(stderr=True)
+    args = sys.argv[1:]
+    try:
+        if len(args) != len(types):
+            raise ValueError(f"usage: python -m {main.__module__} " + " ".join(t.__name__.upper() for t in types))
+        message = main(load_params(), *(t(a) for t, a in zip(types, args)))
+    except expected_errors() as e:
+        console.print(one_line(e), highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
+    if message:
+        console.print(message, highlight=False, soft_wrap=True)

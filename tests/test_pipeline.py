@@ -1,0 +1,158 @@
+"""The LLM half through its stage modules on the tiny model: alpaca_tune -> rec_tune -> evaluate ->
+summarize, a resume after a real SIGKILL, and AUC by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import astuple
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tallrec import evaluation as E
+from tallrec.metrics import auc
+from tallrec import paths
+from tallrec.config import Params, with_changes
+
+from test_tuning import one_thread, toy_frame  # noqa: F401 (autouse fixture)
+
+
+def test_auc_matches_a_hand_computed_value():
+    # positives 0.35, 0.8; negatives 0.1, 0.4: of the 4 (pos, neg) pairs 3 are ordered right
+    assert auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert auc([0, 1, 1], [0.5, 0.5, 0.9]) == pytest.approx(0.75)  # a tie counts one half
+    assert np.isnan(auc([1, 1], [0.2, 0.3]))
+    assert np.isnan(auc([0, 1], [0.2, float("nan")]))  # a diverged model's scores rank nothing
+
+
+def test_eval_configs_cover_icl_and_the_grid():
+    params = with_changes(Params(), {"rec_tune": {"variants": ["tallrec", "at"], "train_domains": ["movie"], "ks": [16], "seeds": [1]}})
+    names = [c.name for c in E.eval_configs(params)]
+    assert names == ["icl", "tallrec_movie_k16_seed1", "at_movie_k16_seed1"]
+
+
+@pytest.fixture
+def tiny_project(tiny_backbone, tmp_path, monkeypatch):
+    """A project folder with toy data in the real layout, the tiny model as a local backbone."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TALLREC_PROGRESS", "0")
+    for i, domain in enumerate(["movie", "book"]):
+        for split, n in [("valid", 8), ("test", 12)]:
+            path = paths.split_path(domain, split)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            toy_frame(n, 10 * i + len(split), domain).write_parquet(path)
+        for k in (8, 64):
+            shots = paths.shot_path(domain, k, 0)
+            shots.parent.mkdir(parents=True, exist_ok=True)
+            toy_frame(k, 20 + i, domain).write_parquet(shots)
+    alpaca = paths.split_path("alpaca", "train")
+    alpaca.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"instruction": ["Say yes.", "Name a colour.", "Add 1 and 2.", "Say no."],
+                  "input": ["", "", "", "Please."], "output": ["Yes.", "Red.", "3", "No."]}).write_parquet(alpaca)
+    return with_changes(Params(), {
+        "sample": {"ks": [8, 64], "seeds": [0]},
+        "baselines": {"models": [], "ks": [8], "seeds": [0]},
+        "model": {"name": "tiny", "source": str(tiny_backbone), "dtype": "fp32", "device": "cpu", "max_length": 256,
+                  "threads": 1},
+        "lora": {"r": 4, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+        "alpaca_tune": {"max_samples": 4, "epochs": 1, "lr": 1e-2, "batch_size": 4, "micro_batch": 2, "seed": 0},
+        "rec_tune": {"variants": ["tallrec", "at"], "train_domains": ["movie", "book"], "ks": [8], "seeds": [0], "lr": 1e-2,
+                     "batch_size": 4, "micro_batch": 4, "max_epochs": 2, "patience": 1, "valid_size": 8},
+        "evaluate": {"test_domains": ["movie", "book"], "test_size": None, "batch_size": 4},
+    })
+
+
+def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
+    from tallrec.model import build_base
+    from tallrec.stages import alpaca_tune, evaluate, evaluate_icl, rec_tune, summarize
+    from tallrec.tuning import rec_grid
+
+    params = tiny_project
+    build_base("tiny", params.model.source)
+    alpaca_tune.main(params)
+    assert (paths.MODELS / "alpaca" / "tiny" / "adapter_model.safetensors").exists()
+    runs = rec_grid(params.rec_tune)
+    assert [r.name for r in runs] == ["tallrec_movie_k8_seed0", "tallrec_book_k8_seed0", "at_movie_k8_seed0", "at_book_k8_seed0"]
+    for run in runs:
+        rec_tune.main(params, *astuple(run))
+        out = paths.rec_adapter_dir("tiny", run.name)
+        assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
+        if run.variant == "tallrec":
+            state = json.loads((out / "train_state.json").read_text())
+            assert state["done"] and state["runtime"]["threads"] == 1 and state["runtime"]["dtype"] == "fp32"
+            assert (paths.LLM_CURVES / run.name / "plots" / "metrics" / "valid" / "auc.tsv").exists()
+        else:  # stage 1 alone: the alpaca adapter, bit for bit
+            assert (out / "adapter_model.safetensors").read_bytes() == (paths.MODELS / "alpaca" / "tiny" / "adapter_model.safetensors").read_bytes()
+    assert not any((paths.SCRATCH / "checkpoints").iterdir()), "a finished run leaves no checkpoint"
+
+    evaluate_icl.main(params)
+    for run in runs:
+        evaluate.main(params, *astuple(run))
+    for config in ["icl"] + [r.name for r in runs]:
+        summary = json.loads(E.summary_path(config).read_text())
+        assert summary["runtime"]["dtype"] == "fp32" and summary["shortened_prompts"] == {"movie": 0, "book": 0}
+        for domain in ("movie", "book"):
+            pred = pl.read_parquet(E.predictions_path(config, domain))
+            assert tuple(pred.columns) == E.PREDICTION_COLUMNS and pred.height == 12
+            assert summary["auc"][domain] == pytest.approx(auc(pred["label"].to_numpy(), pred["score"].to_numpy()))
+
+    summarize.main(params)
+    headline = json.loads(paths.LLM_METRICS.read_text())
+    assert set(headline) == {"icl", "tallrec", "at"} and set(headline["tallrec"]) == {"movie_auc", "book_auc"}
+    per_config = [json.loads(E.summary_path(r.name).read_text())["auc"]["movie"] for r in runs if r.variant == "tallrec"]
+    assert headline["tallrec"]["movie_auc"] == pytest.approx(np.mean(per_config), abs=1e-6)
+    assert json.loads(paths.BASELINE_METRICS.read_text()) == {}
+
+
+RESUMABLE = {"rec_tune": {"variants": ["rt"], "train_domains": ["movie"], "ks": [64], "max_epochs": 3, "patience": 3,
+                          "checkpoint_steps": 1}}
+
+
+def run_rec_tune(cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tallrec.stages.rec_tune", "rt", "movie", "64", "0"], cwd=cwd,
+                            env={**os.environ, "TALLREC_PROGRESS": "0"}, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_sigkilled_rec_tune_resumes_to_the_same_adapter(tiny_project, tmp_path):
+    """A real SIGKILL in the middle of training (not a cooperative stop); the rerun resumes from the
+    scratch checkpoint and ends with the adapter an uninterrupted run makes, bit for bit (1 thread)."""
+    import yaml
+
+    from tallrec.config import as_dict
+    from tallrec.model import build_base
+
+    params = with_changes(tiny_project, RESUMABLE)
+    build_base("tiny", params.model.source)
+    project = Path.cwd()
+    (project / "params.yaml").write_text(yaml.safe_dump(as_dict(params), sort_keys=False))
+    adapter = paths.rec_adapter_dir("tiny", "rt_movie_k64_seed0") / "adapter_model.safetensors"
+    whole = run_rec_tune(project)
+    assert whole.wait(timeout=600) == 0, whole.stderr.read()
+    reference = adapter.read_bytes()
+    adapter.parent.rename(tmp_path / "reference")
+
+    child = run_rec_tune(project)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:
+        states = list((paths.SCRATCH / "checkpoints").glob("*/train_state.json"))
+        if states and json.loads(states[0].read_text() or "{}").get("global_step", 0) >= 20:
+            break
+        time.sleep(0.01)
+    assert child.poll() is None, "the run ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    killed_at = json.loads(next((paths.SCRATCH / "checkpoints").glob("*/train_state.json")).read_text())
+    assert 20 <= killed_at["global_step"] < 48 and not adapter.exists()
+
+    resumed = run_rec_tune(project)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert adapter.read_bytes() == reference
+    assert json.loads((adapter.parent / "train_state.json").read_text())["resumed_at"] == [killed_at["global_step"]]
+    assert list((paths.SCRATCH / "checkpoints").iterdir()) == []
