@@ -327,3 +327,14 @@ def test_the_console_shows_our_lines_not_library_noise(adapter, tmp_path, quanti
     assert done.returncode == 0, done.stderr
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert lines == [f"scored 1 lines into {tmp_path / 'users.scored.jsonl'}"], lines
+
+
+def test_library_tqdm_bars_are_off_in_every_stage():
+    """transformers' GGUF loader (base_model) calls tqdm.auto directly, past its own progress switch."""
+    import subprocess
+    import sys
+
+    code = "from tallrec.runtime import quiet_libraries; quiet_libraries(); " \
+           "from tqdm.auto import tqdm; list(tqdm(range(3), desc='Converting'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Converting" not in done.stderr, done.stderr
