@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tallrec.config import Params, ParamsError, as_dict, load_params, set_param, with_changes
+from tallrec.config import Params, ParamsError, Yaml12Loader, as_dict, load_params, set_param, with_changes
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (ROOT / "params.yaml").read_text()
@@ -34,7 +34,25 @@ def line_of(text: str, needle: str) -> int:
 def test_the_committed_params_are_the_defaults():
     """One home of defaults: the typed tree's defaults are what params.yaml says, key for key."""
     assert load_params(ROOT / "params.yaml") == Params()
-    assert yaml.safe_load(TEXT.replace('"yes"', "yes_").replace('"no"', "no_")).keys() == as_dict(Params()).keys()
+    assert yaml.load(TEXT, Loader=Yaml12Loader).keys() == as_dict(Params()).keys()
+
+
+def test_a_params_file_rewritten_by_dvc_exp_run_reads_the_same():
+    """`dvc exp run -S` rewrites params.yaml as YAML 1.2 (ruamel): keys like `yes` come out bare, which
+    YAML 1.1 readers (PyYAML's default) take for booleans. Every experiment of a sweep failed so."""
+    import shutil
+
+    from dvc.utils.serialize import modify_yaml
+
+    path = Path(pytest.importorskip("tempfile").mkdtemp()) / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    path.write_text(path.read_text().replace("  yes: Yes.", '  "yes": Yes.'))  # quoted going in: DVC drops it
+    with modify_yaml(path) as raw:
+        raw["rec_tune"]["ks"] = [16]
+    assert '"yes"' not in path.read_text() and "  yes: Yes." in path.read_text()
+    assert load_params(path) == with_changes(Params(), {"rec_tune": {"ks": [16]}})
+    assert load_params(path).prompt.yes == "Yes." and load_params(path).prompt.no == "No."
+    shutil.rmtree(path.parent)
 
 
 @pytest.mark.parametrize("old, new, message, on_line", [
@@ -51,7 +69,6 @@ def test_the_committed_params_are_the_defaults():
      "drop_implicit_zeros: 1"),
     ("  micro_batch: 2\n  max_epochs", "  micro_batch: 3\n  max_epochs", r"rec_tune.micro_batch: 3 does not divide rec_tune.batch_size 8", "micro_batch: 3"),
     ("  name: smollm2-135m ", "  name: gpt5 ", r"model.name: 'gpt5' is not in the catalog .* needs model.source", "gpt5"),
-    ('  "yes": Yes.', "  yes: Yes.", r"prompt: key True is a boolean in YAML: quote it", "prompt:"),
 ])
 def test_a_bad_value_is_one_line_naming_file_line_and_key(tmp_path, old, new, message, on_line):
     path = changed(tmp_path, old, new)

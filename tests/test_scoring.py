@@ -201,8 +201,8 @@ def test_params_yaml_answers_reach_the_scorer(tmp_path):
 
     text = (__import__("pathlib").Path(__file__).resolve().parents[1] / "params.yaml").read_text()
     path = tmp_path / "params.yaml"
-    path.write_text(text.replace('"yes": Yes.', '"yes": Sure.'))
-    assert load_params(path).prompt.yes == "Sure."  # was read as the boolean key True and ignored
+    path.write_text(text.replace("yes: Yes.", "yes: Sure."))
+    assert load_params(path).prompt.yes == "Sure."  # YAML 1.1 read the key as the boolean True: ignored
 
 
 def test_cli_score_and_the_evaluate_stage_give_the_same_p_yes_in_bf16(tiny_backbone, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -349,8 +350,8 @@ def _build(cls, mapping, prefix: str, fail):
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in mapping:
-        if isinstance(key, bool):  # YAML 1.1 reads an unquoted yes/no/on/off key as a boolean
-            fail(prefix, f"key {key!r} is a boolean in YAML: quote it (\"yes\": ...)")
+        if isinstance(key, bool):  # a bare true/false key
+            fail(prefix, f"key {key!r} is a boolean in YAML: quote it")
         if key not in known:
             near = difflib.get_close_matches(str(key), known, n=1)
             fail(f"{prefix}.{key}" if prefix else str(key), "unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
@@ -368,6 +369,19 @@ def _build(cls, mapping, prefix: str, fail):
     return cls(**kwargs)
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where a bare yes/no/on/off is a boolean; DVC reads and writes params.yaml as
+    YAML 1.2 (ruamel), where only true/false are, and `dvc exp run -S` rewrites the file with such keys
+    unquoted (`yes: Yes.`). Reading it the way DVC does keeps both sides agreeing on every key."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def _key_lines(text: str) -> dict[str, int]:
     """1-based line of every key path ("rec_tune.lr") in a YAML text."""
     lines: dict[str, int] = {}
@@ -383,7 +397,7 @@ def _key_lines(text: str) -> dict[str, int]:
                 lines[f"{prefix}[{i}]"] = v.start_mark.line + 1
                 walk(v, f"{prefix}[{i}]")
 
-    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    walk(yaml.compose(text, Loader=Yaml12Loader), "")
     return lines
 
 
@@ -418,7 +432,7 @@ def read_params_text(path: Path | str) -> str:
 
 def parse_yaml(text: str, path: Path | str) -> tuple[Any, dict[str, int]]:
     try:
-        return yaml.safe_load(text), _key_lines(text)
+        return yaml.load(text, Loader=Yaml12Loader), _key_lines(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
@@ -448,7 +462,7 @@ def set_param(raw: dict[str, Any], assignment: str, path: Path | str = "override
     if not isinstance(node, dict) or leaf not in node:
         raise ParamsError(path, key, f"unknown key in override {assignment!r}")
     try:
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = yaml.load(value, Loader=Yaml12Loader)
     except yaml.YAMLError:
         raise ParamsError(path, key, f"override value {value!r} is not valid YAML") from None
 
