@@ -4,6 +4,9 @@ persisted, every configuration is its own stage instance."""
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
 import re
 from pathlib import Path
 
@@ -52,10 +55,10 @@ def closure(*modules: str) -> set[str]:
 
 
 def stage_modules(cmd: str) -> set[str]:
-    """The project modules a stage command runs: `python -m tallrec.stages.X ARGS`; a baseline's
+    """The project modules a stage command runs: `PYTHONPATH=src python -m tallrec.stages.X ARGS`; a baseline's
     network is imported by name (importlib), so its module is added from the argument."""
-    match = re.fullmatch(r"python -m (tallrec\.stages\.\w+)((?: \S+)*)", cmd.strip())
-    assert match, f"stage command {cmd!r} is not `python -m tallrec.stages.<stage> ...`"
+    match = re.fullmatch(r"PYTHONPATH=src python -m (tallrec\.stages\.\w+)((?: \S+)*)", cmd.strip())
+    assert match, f"stage command {cmd!r} is not `PYTHONPATH=src python -m tallrec.stages.<stage> ...`"
     entry, args = match.group(1), match.group(2).split()
     extra = [f"tallrec.baselines.{args[0]}"] if entry.endswith(".baseline") else []
     return closure(entry, *extra)
@@ -104,3 +107,15 @@ def test_the_closure_follows_function_level_imports():
     assert "tallrec.tuning" in closure("tallrec.stages.rec_tune")
     assert "tallrec.scoring" in closure("tallrec.tuning")  # imported inside train() for validation
     assert "tallrec.serving" not in closure("tallrec.stages.evaluate")
+
+
+def test_every_stage_runs_the_code_of_its_own_workspace(stages, tmp_path):
+    """`dvc exp run` executes stages in a copy of the repository: the code that runs there must be the
+    copy's (the code DVC hashed as the stage's deps), not the package installed from this checkout."""
+    shutil.copytree(ROOT / "src", tmp_path / "src")
+    prefixes = {cmd.split(" -m ")[0] for _, cmd, *_ in stages}
+    assert len(prefixes) == 1, prefixes
+    probe = f'{prefixes.pop()} -c "import tallrec; print(tallrec.__file__)"'
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    ran = subprocess.run(probe, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert Path(ran.stdout.strip()).resolve().is_relative_to(tmp_path.resolve()), ran.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 import math
 import tomllib
@@ -134,7 +135,7 @@ def test_real_smollm2_scores_real_movie_samples(smollm2_base, real_movie_test, m
     yes, no = answer_token_ids(tok, "Yes.", "No.")
     assert tok.decode([yes]) == "Yes" and tok.decode([no]) == "No"
 
-    prompts, shortened = rec_prompts(real_movie_test[:4], PromptParams(), tok, prompt_budget(tok, 512, PromptParams()))
+    prompts, shortened = rec_prompts(real_movie_test[:4], PromptParams(), tok, prompt_budget(tok, PromptParams(), 512, 8192))
     assert shortened == 0
     p = score_prompts(model, tok, prompts, batch_size=4, progress=False)
     assert p.shape == (4,) and np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
@@ -182,3 +183,28 @@ def test_a_fresh_lora_is_drawn_from_its_seed_not_the_global_rng(tiny_backbone):
     torch.manual_seed(1)
     load_base(tiny_backbone, ModelParams(dtype="fp32", device="cpu"))
     assert torch.equal(state_a, torch.get_rng_state())  # the caller's RNG stream is left as it was
+
+
+def test_a_saved_adapter_is_byte_identical_whatever_the_hash_seed(tiny_backbone, tmp_path):
+    """peft keeps target_modules as a set: its JSON order followed PYTHONHASHSEED, so the same training
+    gave a different adapter_config.json, and a different DVC hash, from one process to the next."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from tallrec.config import LoraParams\n"
+        "from tallrec.model import add_lora\n"
+        "from tallrec.tuning import save_adapter\n"
+        "from transformers import AutoModelForCausalLM\n"
+        "model = add_lora(AutoModelForCausalLM.from_pretrained(sys.argv[1]),"
+        " LoraParams(target_modules=('q_proj', 'v_proj', 'k_proj', 'o_proj')))\n"
+        "save_adapter(model, Path(sys.argv[2]))\n"
+    )
+    configs = set()
+    for hash_seed in range(4):
+        out = tmp_path / f"adapter{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
+        subprocess.run([sys.executable, "-c", script, str(tiny_backbone), str(out)], check=True, env=env, timeout=300)
+        configs.add((out / "adapter_config.json").read_bytes())
+    assert len(configs) == 1

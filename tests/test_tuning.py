@@ -357,7 +357,7 @@ def test_split_rows_too_long_for_the_model_are_shortened_by_the_same_rule(tiny_b
         "instruction": [t.instruction] * 2,
         "input": [t.input([x for x, y in zip(h, lab) if y], [x for x, y in zip(h, lab) if not y], target) for h, lab, target in rows],
     })
-    budget = prompt_budget(tok, 1024, PromptParams())
+    budget = prompt_budget(tok, PromptParams(), 1024, 8192)
     prompts, shortened = split_prompts(df, PromptParams(), tok, budget)
     assert shortened == 1 and len(tok(prompts[0])["input_ids"]) <= budget
     assert prompts[0] == t.full_prompt([], ["\"Gamma (1999)\""], "\"Heat (1995)\"")  # the two oldest went

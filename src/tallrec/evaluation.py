@@ -78,7 +78,7 @@ def evaluate_one(cfg: EvalConfig, params: Params) -> dict[str, Any]:
     if cfg.adapter is not None and not (cfg.adapter / "adapter_model.safetensors").exists():
         raise FileNotFoundError(f"{cfg.adapter}: adapter missing (run the tuning stage first)")
     model, tokenizer = load_scoring_model(base_dir(params.model.name), cfg.adapter, params.model)
-    budget = prompt_budget(tokenizer, min(params.model.max_length, context_length(model)), params.prompt)
+    budget = prompt_budget(tokenizer, params.prompt, params.model.max_length, context_length(model))
     param = next(model.parameters())
     result: dict[str, Any] = {
         "config": cfg.name, "model": params.model.name, "variant": cfg.variant, "train_domain": cfg.train_domain,

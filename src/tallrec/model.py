@@ -202,6 +202,18 @@ def add_lora(model, lora: LoraParams, adapter: Path | str | None = None, seed: i
         return get_peft_model(model, config)
 
 
+def write_adapter(model, folder: Path) -> None:
+    """A standard peft adapter folder (adapter_config.json + adapter_model.safetensors). peft keeps
+    target_modules as a set, so its JSON order followed PYTHONHASHSEED and the same weights got a
+    different config file, and DVC hash, in each process: the list is written sorted."""
+    model.save_pretrained(folder)
+    config_path = Path(folder) / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
 def load_adapter(model, adapter: Path | str):
     """A saved adapter on a base model, for scoring (frozen, eval mode)."""
     from peft import PeftModel

@@ -126,8 +126,9 @@ def fit_prompt(template: RecTemplate, history: Sequence[tuple[str, bool]], targe
     if n_tokens(prompt) <= budget:
         return prompt, 0
     lo, hi = 1, len(history)  # the fewest drops that fit; fewer items never make a prompt longer
-    if n_tokens(render(())) > budget:
-        raise TooLong(f"the target alone makes a prompt of {n_tokens(render(()))} tokens, more than the {budget} allowed")
+    target_alone = n_tokens(render(()))
+    if target_alone > budget:
+        raise TooLong(f"the target alone makes a prompt of {target_alone} tokens, more than the {budget} allowed")
     while lo < hi:
         mid = (lo + hi) // 2
         if n_tokens(render(history[mid:])) <= budget:
@@ -137,10 +138,16 @@ def fit_prompt(template: RecTemplate, history: Sequence[tuple[str, bool]], targe
     return render(history[lo:]), lo
 
 
-def prompt_budget(tokenizer, max_tokens: int, prompt: PromptParams) -> int:
-    """Tokens a prompt may take so that it, the longer answer and an end-of-text token fit `max_tokens`."""
+def prompt_budget(tokenizer, prompt: PromptParams, max_length: int, context_length: int) -> int:
+    """Tokens a prompt may take so that it, the longer answer and an end-of-text token fit both
+    `model.max_length` and the model's own context length."""
     room = max(len(answer_tokens(tokenizer, prompt.yes)), len(answer_tokens(tokenizer, prompt.no))) + 1
-    return max_tokens - room
+    return min(max_length, context_length) - room
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """How many tokens a text takes: the measure `fit_prompt` cuts by."""
+    return lambda text: len(tokenizer(text)["input_ids"])
 
 
 def rec_prompts(df: pl.DataFrame, prompt: PromptParams, tokenizer, budget: int) -> tuple[list[str], int]:
@@ -155,7 +162,7 @@ def rec_prompts(df: pl.DataFrame, prompt: PromptParams, tokenizer, budget: int) 
         history = list(zip(row["history_texts"], (bool(y) for y in row["history_labels"])))
         try:
             prompts[r], _ = fit_prompt(RecTemplate.from_params(row["domain"], prompt), history, row["target_text"],
-                                       lambda text: len(tokenizer(text)["input_ids"]), budget)
+                                       token_counter(tokenizer), budget)
         except TooLong as e:
             raise DataError(f"{row['domain']} user {row['user']} target {row['target_item_id']}", str(e)) from None
         shortened += 1

@@ -13,7 +13,7 @@ import numpy as np
 from tallrec import paths
 from tallrec.config import PromptParams
 from tallrec.io import DataError, atomic_path, read_json, read_text
-from tallrec.prompts import RecTemplate, TooLong, fit_prompt, prompt_budget
+from tallrec.prompts import RecTemplate, TooLong, fit_prompt, prompt_budget, token_counter
 from tallrec.scoring import Scorer, ScoringConfig
 
 
@@ -175,11 +175,11 @@ def fit_queries(queries: Sequence[UserQuery], prompt_params: PromptParams, token
     first; the count lands in `history_dropped`); a query whose target alone is too long is a bad line.
     Item texts are used as given: write them as the domain's template renders them (movie: "Title (1995)")."""
     kept, prompts, problems = [], [], []
+    count = token_counter(tokenizer)
     for q in queries:
         template = RecTemplate.from_params(q.domain, prompt_params)
         try:
-            text, q.history_dropped = fit_prompt(template, q.history(), q.target,
-                                                 lambda t: len(tokenizer(t)["input_ids"]), budget)
+            text, q.history_dropped = fit_prompt(template, q.history(), q.target, count, budget)
         except TooLong as e:
             if on_error == "fail":
                 raise DataError(source, str(e), q.line) from None
@@ -268,7 +268,7 @@ def prompt_params_of(params_file: Path) -> tuple[PromptParams, int]:
 def budget_of(model, tokenizer, prompt_params: PromptParams, max_length: int) -> int:
     from tallrec.model import context_length
 
-    return prompt_budget(tokenizer, min(max_length, context_length(model)), prompt_params)
+    return prompt_budget(tokenizer, prompt_params, max_length, context_length(model))
 
 
 def domains_of(prompt: PromptParams) -> list[str]:

@@ -34,6 +34,7 @@ from tallrec import paths
 from tallrec.config import AlpacaTuneParams, PromptParams, RecTuneParams
 from tallrec.io import DataError, atomic_dir, remove_stale, sha256_of, write_json
 from tallrec.metrics import auc as auc_of
+from tallrec.model import write_adapter
 from tallrec.prompts import alpaca_prompt, answer_tokens
 from tallrec.runtime import run_metadata
 
@@ -206,7 +207,7 @@ def save_checkpoint(folder: Path, model, optimizer, state: TrainState, epoch_gen
     rng, rng_meta = rng_tensors(epoch_gen_state)
     opt, opt_meta = optimizer_tensors(optimizer)
     with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp / "adapter")
+        write_adapter(model, tmp / "adapter")
         save_file({k: v.contiguous() for k, v in {**rng, **opt}.items()}, str(tmp / "trainer.safetensors"))
         write_json({"rng": rng_meta, "optimizer": opt_meta}, tmp / "trainer.json")
         write_json(asdict(state), tmp / STATE)
@@ -408,7 +409,7 @@ def best_dir(ckpt: Path) -> Path:
 def save_adapter(model, folder: Path) -> None:
     """A standard peft adapter folder (adapter_config.json + adapter_model.safetensors), atomically."""
     with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp)
+        write_adapter(model, tmp)
 
 
 def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float) -> TrainState:
@@ -422,7 +423,7 @@ def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float) -> T
             for name in os.listdir(best):
                 shutil.copy2(best / name, tmp / name)
         else:
-            model.save_pretrained(tmp)
+            write_adapter(model, tmp)
         write_json(asdict(state), tmp / STATE)
     shutil.rmtree(ckpt, ignore_errors=True)
     shutil.rmtree(best, ignore_errors=True)

@@ -53,7 +53,7 @@ def tune(run, params: Params, start=None, *, stop_after_epochs: int | None = Non
         sha256_of(shots), base_digest(base), sha256_of(start / "adapter_model.safetensors") if start else None,
         code_digest())
     model, tokenizer = load_base(base, params.model)
-    budget = prompt_budget(tokenizer, min(params.model.max_length, context_length(model)), params.prompt)
+    budget = prompt_budget(tokenizer, params.prompt, params.model.max_length, context_length(model))
     df = pl.read_parquet(shots)
     prompts, shortened = rec_prompts(df, params.prompt, tokenizer, budget)
     examples = encode_all(tokenizer, prompts, df["output"].to_list(), cfg)
