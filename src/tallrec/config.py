@@ -258,6 +258,12 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ReportParams:
+    bootstrap: int = _p(1000, _at_least(1))  # resamples of the test users for confidence intervals and p-values
+    seed: int = 0                            # of those resamples
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = _p(DataParams, factory=True)
     prompt: PromptParams = _p(PromptParams, factory=True)
@@ -268,6 +274,7 @@ class Params:
     alpaca_tune: AlpacaTuneParams = _p(AlpacaTuneParams, factory=True)
     rec_tune: RecTuneParams = _p(RecTuneParams, factory=True)
     evaluate: EvaluateParams = _p(EvaluateParams, factory=True)
+    report: ReportParams = _p(ReportParams, factory=True)
 
 
 def _cross_checks(p: Params) -> list[tuple[str, str]]:

@@ -67,6 +67,20 @@ BASELINE_METRICS = METRICS / "baselines.json"  # the baselines' AUC at the exper
 LLM_CURVES = METRICS / "curves" / "llm"  # dvclive training curves, one folder per configuration
 
 
+# ---------------------------------------------------------------- references and the report
+
+
+def reference_predictions_path(name: str, domain: str, k: int, seed: int) -> Path:
+    """A parameter-free reference's scores of one test set (like_share ignores K and seed, popularity
+    reads the K-shot draw)."""
+    return METRICS / "predictions" / "references" / name / f"{domain}_k{k}_seed{seed}.parquet"
+
+
+REPORTS = Path("reports")
+IMPORTED = REPORTS / "imported"  # predictions and summaries of `dvc exp run` experiments, one folder each
+PLOTS = REPORTS / "plots"  # data files of the `dvc plots` definitions (ROC curves, AUC vs K)
+
+
 # ---------------------------------------------------------------- baselines
 
 

@@ -1,0 +1,64 @@
+"""UAUC and the user bootstrap on hand-made frames whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tallrec.metrics import UserBootstrap, auc, uauc
+
+
+def test_uauc_weights_users_by_rows_and_skips_one_class_users():
+    users = ["a"] * 4 + ["b"] * 2 + ["c"] * 3
+    labels = [1, 1, 0, 0] + [1, 0] + [1, 1, 1]  # c has one class: no AUC, skipped
+    scores = [0.9, 0.8, 0.1, 0.2] + [0.1, 0.9] + [0.5, 0.6, 0.7]  # a: 1.0, b: 0.0
+    value, counted = uauc(users, labels, scores)
+    assert counted == 2
+    assert value == pytest.approx((1.0 * 4 + 0.0 * 2) / 6)
+
+
+def test_uauc_is_nan_when_no_user_has_both_labels():
+    value, counted = uauc(["a", "b"], [1, 0], [0.3, 0.4])
+    assert math.isnan(value) and counted == 0
+
+
+def test_the_bootstrap_of_one_user_returns_that_users_auc_every_time():
+    labels = [1, 0, 1, 0, 0]
+    scores = [0.9, 0.3, 0.2, 0.5, 0.1]
+    values = UserBootstrap(["u"] * 5, labels, n=50, seed=3).aucs(scores)
+    assert np.allclose(values, auc(labels, scores))
+
+
+def test_the_bootstrap_keeps_every_row_of_a_drawn_user_and_is_seeded():
+    users = np.repeat(np.arange(20), 5)
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 2, 100), rng.random(100)
+    a, b = UserBootstrap(users, labels, n=30, seed=7), UserBootstrap(users, labels, n=30, seed=7)
+    assert all(len(s) % 5 == 0 and (s.reshape(-1, 5) == s.reshape(-1, 5)[:, :1] + np.arange(5)).all() for s in a.samples)
+    assert np.array_equal(a.aucs(scores), b.aucs(scores))
+    assert not np.array_equal(a.aucs(scores), UserBootstrap(users, labels, n=30, seed=8).aucs(scores))
+
+
+def test_the_bootstrap_averages_runs_and_its_auc_matches_sklearn():
+    users = np.repeat(np.arange(10), 3)
+    rng = np.random.default_rng(1)
+    labels, runs = rng.integers(0, 2, 30), rng.random((30, 2))
+    boot = UserBootstrap(users, labels, n=5, seed=0)
+    rows = boot.samples[0]
+    expected = np.mean([auc(labels[rows], runs[rows, j]) for j in range(2)])
+    assert boot.aucs(runs)[0] == pytest.approx(expected)
+
+
+def test_the_paired_p_value_tells_a_real_difference_from_none():
+    users = np.repeat(np.arange(40), 4)
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 160)
+    good = labels + rng.normal(0, 0.3, 160)
+    noise = rng.random(160)
+    boot = UserBootstrap(users, labels, n=300, seed=0)
+    assert boot.paired_p(good, noise) < 0.01
+    assert boot.paired_p(good, good + 1e-9 * rng.random(160)) > 0.05
+    low, high = boot.interval(good)
+    assert low < auc(labels, good) < high
