@@ -97,7 +97,9 @@ def test_no_stage_depends_on_code_it_does_not_run(stages):
 def test_nothing_is_persisted_and_every_configuration_is_a_stage(stages):
     assert not [o for *_, outs in stages for o in outs if o.persist]
     # DVC saves no run-cache entry for a stage with an uncached output that is not a metric or a plot
-    assert not [str(o) for *_, outs in stages for o in outs if not o.use_cache and not (o.is_metric or o.is_plot)]
+    # (but the report's markdown is git-tracked so that it shows on the forge; rebuilding it takes a minute)
+    assert not [str(o) for name, _, _, outs in stages for o in outs
+                if not o.use_cache and not (o.is_metric or o.is_plot) and name != "report"]
     names = [name for name, *_ in stages]
     assert "rec_tune@tallrec-movie-64-0" in names and "evaluate@tallrec-movie-64-0" in names
     assert "evaluate_icl" in names  # scored once per backbone, reused by every experiment

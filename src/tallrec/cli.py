@@ -211,3 +211,31 @@ def baseline_cmd(model: str = typer.Argument(..., help="gru4rec, caser, sasrec, 
     from tallrec.stages import baseline as stage
 
     say(stage.main(load_params(params_file), model))
+
+
+# ---------------------------------------------------------------- references and the report
+
+
+@app.command("references")
+def references_cmd(params_file: Path = PARAMS_OPTION) -> None:
+    """Score the parameter-free references (like-share, popularity) on every test set."""
+    from tallrec.stages import references as stage
+
+    say(stage.main(load_params(params_file)))
+
+
+@app.command("import-experiments")
+def import_experiments_cmd(names: Optional[list[str]] = typer.Argument(None, help="experiment names (default: all)")) -> None:
+    """Copy `dvc exp run` experiments' LLM predictions into reports/imported/ for the report."""
+    from tallrec.experiments import import_experiments
+
+    for line in import_experiments(names):
+        say(line)
+
+
+@app.command("report")
+def report_cmd(params_file: Path = PARAMS_OPTION) -> None:
+    """Table 3, Figures 3 and 4 and the dvc plots data into reports/."""
+    from tallrec.stages import report as stage
+
+    say(stage.main(load_params(params_file)))

@@ -1,0 +1,79 @@
+"""Bring `dvc exp run` experiments into the report: their git refs stay on the machine that ran them, so
+each experiment's LLM summaries and predictions (and any text-aware baseline it ran) are copied, read
+through DVC at the experiment's revision, into reports/imported/<experiment>/ with the same layout as the
+workspace, plus experiment.json (its name, revision, baseline commit and the params that shape a cell).
+That folder is committed; the report stage depends on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tallrec import paths
+from tallrec.config import Params, Yaml12Loader, as_dict, params_from_dict
+from tallrec.io import atomic_dir, write_json
+
+
+def _merged(defaults: dict, given: dict) -> dict:
+    return {k: _merged(v, given[k]) if isinstance(v, dict) and isinstance(given.get(k), dict) else given.get(k, v)
+            for k, v in defaults.items()} | {k: v for k, v in given.items() if k not in defaults}
+
+
+def _params_at(rev: str) -> Params:
+    """The experiment's params.yaml; keys added to the project after it ran take their defaults."""
+    import dvc.api
+    import yaml
+
+    text = dvc.api.read(str(paths.PARAMS), rev=rev)
+    raw = yaml.load(text, Loader=Yaml12Loader)
+    return params_from_dict(_merged(as_dict(Params()), raw), f"{paths.PARAMS}@{rev[:7]}")
+
+
+def _copy(path: Path, rev: str, dest: Path) -> None:
+    import dvc.api
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dvc.api.open(str(path), rev=rev, mode="rb") as f:
+        dest.write_bytes(f.read())
+
+
+def experiments() -> list[tuple[str, str, str]]:
+    """(name, revision, baseline commit) of every experiment in this repository."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        listed = repo.experiments.ls(all_commits=True)
+    return [(name, rev, baseline) for baseline, exps in listed.items() for name, rev in exps if name]
+
+
+def import_one(name: str, rev: str, baseline: str, folder: Path = paths.IMPORTED) -> str:
+    from tallrec.evaluation import eval_configs
+
+    params = _params_at(rev)
+    configs = [c.name for c in eval_configs(params) if c.variant != "icl"]
+    text_models = list(params.baselines.text_models)
+    with atomic_dir(folder / name) as tmp:
+        for config in configs:
+            _copy(paths.llm_summary_path(config), rev, tmp / paths.llm_summary_path(config))
+            for domain in params.evaluate.test_domains:
+                _copy(paths.llm_predictions_path(config, domain), rev, tmp / paths.llm_predictions_path(config, domain))
+        for model in text_models:
+            b = params.baselines
+            for domain in b.domains:
+                for k in b.ks:
+                    for seed in b.seeds:
+                        path = paths.baseline_predictions_path(model, domain, k, seed)
+                        _copy(path, rev, tmp / path)
+        write_json({"name": name, "rev": rev, "baseline": baseline, "model": params.model.name,
+                    "test_size": params.evaluate.test_size, "llm_configs": configs, "baselines": text_models},
+                   tmp / "experiment.json")
+    return f"{name} ({rev[:7]} on {baseline[:7]}): {', '.join(configs + text_models) or 'nothing to import'}"
+
+
+def import_experiments(names: list[str] | None = None) -> list[str]:
+    """Import the named experiments (all when none is named); an unknown name is one line."""
+    found = experiments()
+    known = {n for n, *_ in found}
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        raise ValueError(f"no experiment named {unknown[0]!r} (`dvc exp list -A` lists them)")
+    return [import_one(n, rev, base) for n, rev, base in found if not names or n in names]

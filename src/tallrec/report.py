@@ -1,0 +1,404 @@
+"""The paper's claims rebuilt from this repository's predictions: Table 3 (TALLRec against ICL, the six
+baselines and the parameter-free references, per test domain x K), Figure 3 (AT / RT / TALLRec vs K),
+Figure 4 (train domain x test domain), UAUC on the movie test set, user-bootstrap intervals and paired
+p-values, and the data of the `dvc plots` definitions.
+
+Every number is computed here from predictions files (a run's scores of one test set): the pipeline's
+own (metrics/predictions/) and those of `dvc exp run` experiments brought in by `tallrec import-experiments`
+(reports/imported/<experiment>/). A cell with no run says "not run".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import polars as pl
+
+from tallrec import paths
+from tallrec.config import Params
+from tallrec.io import read_json
+from tallrec.metrics import UserBootstrap, auc, uauc
+
+ROW_NAMES = {
+    "tallrec": "TALLRec", "at": "AT (alpaca-tuned only)", "rt": "RT (rec-tuned only)", "icl": "ICL (untuned LLM)",
+    "gru4rec": "GRU4Rec", "caser": "Caser", "sasrec": "SASRec", "dros": "DROS", "gru_bert": "GRU-BERT",
+    "dros_bert": "DROS-BERT", "like_share": "like-share (no parameters)", "popularity": "popularity (no parameters)",
+}
+OTHER_ROWS = ("icl", "gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert", "like_share", "popularity")
+BASELINES = ("gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert")
+KEY = ("user", "target_item_id")
+
+# Quoted from the paper (Bao et al., RecSys 2023, Table 3: test AUC, TALLRec on LLaMA-7B), not measured
+# here. SASRec's book row is not quoted.
+PAPER_TABLE3 = {
+    ("tallrec", "movie"): (0.672, 0.675, 0.720), ("tallrec", "book"): (0.564, 0.604, 0.644),
+    ("gru4rec", "movie"): (0.4907, 0.4987, 0.5289), ("gru4rec", "book"): (0.4895, 0.4964, 0.4986),
+    ("caser", "movie"): (0.4968, 0.5106, 0.5420), ("caser", "book"): (0.4984, 0.4972, 0.4957),
+    ("sasrec", "movie"): (0.5043, 0.5048, 0.5225),
+    ("dros", "movie"): (0.5076, 0.5154, 0.5407), ("dros", "book"): (0.4928, 0.4913, 0.4913),
+    ("gru_bert", "movie"): (0.5085, 0.5165, 0.5344), ("gru_bert", "book"): (0.5007, 0.4964, 0.4979),
+    ("dros_bert", "movie"): (0.5021, 0.5171, 0.5394), ("dros_bert", "book"): (0.5007, 0.4898, 0.5020),
+}
+PAPER_KS = (16, 64, 256)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row's scores of one test set: a trained configuration, a baseline seed or a reference."""
+
+    row: str  # tallrec, at, rt, icl, a baseline or a reference
+    test_domain: str
+    frame: pl.DataFrame  # user, target_item_id, label, score
+    train_domain: str | None = None  # None: the row is not trained on a domain (icl)
+    k: int | None = None  # None: the same run serves every K (icl)
+    seed: int | None = None
+    model: str = ""  # the LLM backbone
+    source: str = "workspace"  # or the experiment it was imported from
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _frame(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path).select("user", "target_item_id", pl.col("label").cast(pl.Int8), pl.col("score").cast(pl.Float64))
+
+
+def llm_runs(root: Path, configs: Iterable[str], source: str) -> list[Run]:
+    """The runs of LLM configurations whose summary (metrics/llm/<config>.json) is under `root`."""
+    runs = []
+    for config in configs:
+        summary = read_json(root / paths.llm_summary_path(config))
+        for domain in summary["auc"]:
+            runs.append(Run(summary["variant"], domain, _frame(root / paths.llm_predictions_path(config, domain)),
+                            summary["train_domain"], summary["k"], summary["seed"], summary["model"], source))
+    return runs
+
+
+def grid_runs(root: Path, kind: str, names: Iterable[str], domains: Iterable[str], ks: Iterable[int],
+              seeds: Iterable[int], source: str) -> list[Run]:
+    """Baselines (kind "baselines") or references: one run per name x domain x K x seed that exists."""
+    runs = []
+    for name in names:
+        for domain in domains:
+            for k in ks:
+                for seed in seeds:
+                    path = root / (paths.baseline_predictions_path(name, domain, k, seed) if kind == "baselines"
+                                   else paths.reference_predictions_path(name, domain, k, seed))
+                    if path.exists():
+                        runs.append(Run(name, domain, _frame(path), domain, k, seed, "", source))
+    return runs
+
+
+def workspace_runs(params: Params) -> list[Run]:
+    """Everything the pipeline of these params made: its LLM configurations and ICL, the baselines and
+    the references."""
+    from tallrec.evaluation import eval_configs
+
+    b = params.baselines
+    return (llm_runs(Path("."), [c.name for c in eval_configs(params)], "workspace")
+            + grid_runs(Path("."), "baselines", b.models + b.text_models, b.domains, b.ks, b.seeds, "workspace")
+            + grid_runs(Path("."), "references", ("like_share", "popularity"), params.evaluate.test_domains,
+                        params.sample.ks, params.sample.seeds, "workspace"))
+
+
+def imported_runs(folder: Path = paths.IMPORTED) -> list[Run]:
+    """The runs of every experiment under reports/imported/ (see tallrec.experiments)."""
+    runs = []
+    for exp in sorted(p for p in folder.glob("*") if (p / "experiment.json").exists()):
+        meta = read_json(exp / "experiment.json")
+        runs += llm_runs(exp, meta["llm_configs"], exp.name)
+        for model in meta.get("baselines", []):
+            runs += grid_runs(exp, "baselines", [model], ("movie", "book"), PAPER_KS, range(10), exp.name)
+    return runs
+
+
+def deduplicated(runs: list[Run]) -> list[Run]:
+    """One run per (row, model, train domain, test domain, K, seed): the one scored on the most rows
+    (a full test set beats a seeded subset), the first of equals (the workspace is listed first)."""
+    best: dict[tuple, Run] = {}
+    for run in runs:
+        key = (run.row, run.model, run.train_domain, run.test_domain, run.k, run.seed)
+        if key not in best or run.frame.height > best[key].frame.height:
+            best[key] = run
+    return list(best.values())
+
+
+# ------------------------------------------------------------------------------------------ cells
+
+
+@dataclass
+class RowResult:
+    """One row of one cell, every number on the cell's test rows."""
+
+    row: str
+    seeds: list[int | None]
+    aucs: list[float]  # per seed
+    ci: tuple[float, float]  # 95 % user-bootstrap interval of the seed-mean AUC
+    uauc: float  # mean over seeds; NaN where every user has one row
+    uauc_users: int
+    sources: list[str]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.aucs))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.aucs, ddof=1)) if len(self.aucs) > 1 else float("nan")
+
+
+@dataclass
+class Cell:
+    """One test domain x K of Table 3: every row that has runs there, measured on the same test rows."""
+
+    domain: str
+    k: int
+    n_rows: int = 0
+    n_users: int = 0
+    rows: dict[str, RowResult] = field(default_factory=dict)
+    best_other: str | None = None
+    p_value: float = float("nan")  # TALLRec against best_other, paired user bootstrap
+
+
+def table3_runs(runs: list[Run], domain: str, k: int, model: str | None = None) -> dict[str, list[Run]]:
+    """Per Table 3 row, its runs in the cell: TALLRec trained on the test domain (of `model`, or of every
+    backbone), ICL at every K, baselines and references at this K."""
+    out: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.test_domain != domain or run.row not in ("tallrec", *OTHER_ROWS):
+            continue
+        if run.row == "icl" or (run.k == k and run.train_domain in (domain, None)):
+            if run.row in ("tallrec", "icl") and model is not None and run.model != model:
+                continue
+            out.setdefault(run.row, []).append(run)
+    return out
+
+
+def common_rows(groups: Iterable[list[Run]]) -> pl.DataFrame:
+    """The test rows every run of the cell scored (user, target_item_id, label), in a fixed order."""
+    frames = [r.frame.select(*KEY, "label") for runs in groups for r in runs]
+    common = frames[0]
+    for f in frames[1:]:
+        common = common.join(f.select(KEY), on=KEY, how="semi")
+    return common.sort(KEY)
+
+
+def score_matrix(rows: pl.DataFrame, runs: list[Run]) -> np.ndarray:
+    """rows x runs: each run's scores on the cell's rows."""
+    cols = [rows.join(r.frame.select(*KEY, "score"), on=KEY, how="left")["score"].to_numpy() for r in runs]
+    return np.column_stack(cols)
+
+
+def build_cell(domain: str, k: int, by_row: dict[str, list[Run]], bootstrap: int, seed: int) -> Cell:
+    cell = Cell(domain, k)
+    if not by_row:
+        return cell
+    rows = common_rows(by_row.values())
+    users, labels = rows["user"].to_numpy(), rows["label"].to_numpy()
+    cell.n_rows, cell.n_users = rows.height, len(np.unique(users))
+    boot = UserBootstrap(users, labels, bootstrap, seed)
+    matrices = {}
+    for name, runs in by_row.items():
+        runs = sorted(runs, key=lambda r: (r.seed is None, r.seed))
+        m = matrices[name] = score_matrix(rows, runs)
+        per_seed_uauc = [uauc(users, labels, m[:, j]) for j in range(m.shape[1])]
+        ci = boot.interval(m) if len(np.unique(labels)) > 1 else (float("nan"), float("nan"))  # one class: no AUC
+        cell.rows[name] = RowResult(
+            name, [r.seed for r in runs], [auc(labels, m[:, j]) for j in range(m.shape[1])], ci,
+            float(np.mean([u for u, _ in per_seed_uauc])), max(n for _, n in per_seed_uauc), sorted({r.source for r in runs}))
+    others = [r for r in cell.rows.values() if r.row != "tallrec"]
+    if "tallrec" in cell.rows and others:
+        cell.best_other = max(others, key=lambda r: r.mean).row
+        cell.p_value = boot.paired_p(matrices["tallrec"], matrices[cell.best_other])
+    return cell
+
+
+def table3_cells(runs: list[Run], domains: Iterable[str], ks: Iterable[int], bootstrap: int, seed: int) -> list[Cell]:
+    return [build_cell(d, k, table3_runs(runs, d, k), bootstrap, seed) for d in domains for k in ks]
+
+
+# ------------------------------------------------------------------------------------------ markdown
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def auc_text(r: RowResult) -> str:
+    spread = f" ± {_f(r.std)}" if len(r.aucs) > 1 else ""
+    return f"{_f(r.mean)}{spread} (n={len(r.aucs)}) [{_f(r.ci[0], 2)}, {_f(r.ci[1], 2)}]"
+
+
+def table3_markdown(cells: list[Cell], rows: Iterable[str] = ("tallrec", *OTHER_ROWS)) -> str:
+    """Table 3: rows x (domain, K); a cell is mean ± std over seeds (n seeds) [95 % user-bootstrap CI],
+    or "not run"."""
+    head = "| row | " + " | ".join(f"{c.domain} K={c.k}" for c in cells) + " |"
+    lines = [head, "|---|" + "---|" * len(cells)]
+    for name in rows:
+        texts = [auc_text(c.rows[name]) if name in c.rows else "not run" for c in cells]
+        if name in ("gru_bert", "dros_bert") and all(t == "not run" for t in texts):
+            texts = ["not run"] * len(cells)
+        lines.append(f"| {ROW_NAMES[name]} | " + " | ".join(texts) + " |")
+    lines.append("| best other row | " + " | ".join(ROW_NAMES[c.best_other] if c.best_other else "–" for c in cells) + " |")
+    lines.append("| p, TALLRec vs best other | " + " | ".join(_f(c.p_value, 3) for c in cells) + " |")
+    lines.append("| test rows / users | " + " | ".join(f"{c.n_rows} / {c.n_users}" if c.n_rows else "–" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def uauc_markdown(cells: list[Cell], rows: Iterable[str] = ("tallrec", *OTHER_ROWS)) -> str:
+    """UAUC (mean over seeds) and AUC side by side for the domains whose users have several test rows."""
+    cells = [c for c in cells if c.n_rows]
+    multi = [c for c in cells if c.n_rows > c.n_users]
+    lines = ["| row | " + " | ".join(f"{c.domain} K={c.k} UAUC / AUC" for c in multi) + " |", "|---|" + "---|" * len(multi)]
+    for name in rows:
+        if any(name in c.rows for c in multi):
+            lines.append(f"| {ROW_NAMES[name]} | " + " | ".join(
+                f"{_f(c.rows[name].uauc)} / {_f(c.rows[name].mean)}" if name in c.rows else "not run" for c in multi) + " |")
+    lines.append("| users with both labels / users / rows | " + " | ".join(
+        f"{max((r.uauc_users for r in c.rows.values()), default=0)} / {c.n_users} / {c.n_rows}" for c in multi) + " |")
+    single = sorted({c.domain for c in cells if c.n_rows == c.n_users})
+    note = (f"\n\nUAUC is undefined for {', '.join(single)}: every test user there has one row." if single else "")
+    return "\n".join(lines) + note
+
+
+def floor_lines(cells: list[Cell]) -> list[str]:
+    """Per cell, which rows score above the like-share reference on AUC and on UAUC."""
+    out = []
+    for c in cells:
+        floor = c.rows.get("like_share")
+        if floor is None:
+            continue
+        above = [ROW_NAMES[r.row] for r in c.rows.values() if r.row != "like_share" and r.mean > floor.mean]
+        text = f"- {c.domain} K={c.k}: like-share AUC {_f(floor.mean)}; above it: {', '.join(above) or 'none'}"
+        if c.n_rows > c.n_users:
+            above_u = [ROW_NAMES[r.row] for r in c.rows.values() if r.row != "like_share" and r.uauc > floor.uauc]
+            text += f". UAUC {_f(floor.uauc)}; above it: {', '.join(above_u) or 'none'}"
+        out.append(text)
+    return out
+
+
+def paper_markdown() -> str:
+    lines = ["| row (quoted from the paper) | " + " | ".join(f"{d} K={k}" for d in ("movie", "book") for k in PAPER_KS) + " |",
+             "|---|" + "---|" * 6]
+    for name in ("tallrec", *BASELINES):
+        vals = [PAPER_TABLE3.get((name, d), (None,) * 3)[i] for d in ("movie", "book") for i in range(3)]
+        lines.append(f"| {ROW_NAMES[name]}{' (LLaMA-7B)' if name == 'tallrec' else ''} | " + " | ".join(_f(v) for v in vals) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+
+def variant_points(runs: list[Run], variant: str, domain: str, boot_n: int, seed: int) -> list[tuple[int, float, float, float]]:
+    """(K, mean AUC over seeds, CI low, CI high) of one variant trained and tested on `domain`."""
+    points = []
+    for k in sorted({r.k for r in runs if r.row == variant and r.test_domain == domain and r.train_domain == domain}):
+        chosen = [r for r in runs if r.row == variant and r.test_domain == domain and r.train_domain == domain and r.k == k]
+        cell = build_cell(domain, k, {variant: chosen}, boot_n, seed)
+        r = cell.rows[variant]
+        points.append((k, r.mean, *r.ci))
+    return points
+
+
+def figure3(runs: list[Run], domains: list[str], out: Path, boot_n: int, seed: int) -> None:
+    """AUC vs K for AT, RT and TALLRec, one panel per test domain, 95 % user-bootstrap bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker.NullLocator)
+
+    fig, axes = plt.subplots(1, len(domains), figsize=(5 * len(domains), 4), squeeze=False)
+    for ax, domain in zip(axes[0], domains):
+        for variant, color in (("at", "tab:orange"), ("rt", "tab:green"), ("tallrec", "tab:blue")):
+            pts = variant_points(runs, variant, domain, boot_n, seed)
+            if pts:
+                ks, means, lo, hi = zip(*pts)
+                ax.plot(ks, means, "o-", color=color, label=ROW_NAMES[variant])
+                ax.fill_between(ks, lo, hi, color=color, alpha=0.15)
+                ax.errorbar(ks, means, yerr=[np.subtract(means, lo), np.subtract(hi, means)], fmt="none", color=color, capsize=3)
+        floor = [auc(r.frame["label"], r.frame["score"]) for r in runs
+                 if r.row == "like_share" and r.test_domain == domain and r.seed in (None, 0)]
+        if floor:
+            ax.axhline(floor[0], color="black", lw=1, ls="--", label=ROW_NAMES["like_share"])
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set(xticks=list(PAPER_KS), xticklabels=[str(k) for k in PAPER_KS], xlim=(12, 340), ylim=(0.3, 0.85), xlabel="K (rec-tuning samples)",
+               ylabel="test AUC", title=f"trained and tested on {domain}")
+        if any(line.get_label() in (ROW_NAMES[v] for v in ("at", "rt", "tallrec")) for line in ax.get_lines()):
+            ax.legend(loc="lower right", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("Figure 3: AT / RT / TALLRec (bands: 95 % user-bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, format="png")
+    plt.close(fig)
+
+
+def figure4(runs: list[Run], out: Path, boot_n: int, seed: int) -> None:
+    """Grouped bars: TALLRec trained on movie / book / both, tested on movie and on book, one panel per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tallrec = [r for r in runs if r.row == "tallrec"]
+    ks = sorted({r.k for r in tallrec}) or [64]
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.5 * len(ks), 4), squeeze=False)
+    trains, tests = ("movie", "book", "both"), ("movie", "book")
+    for ax, k in zip(axes[0], ks):
+        for i, train in enumerate(trains):
+            for j, test in enumerate(tests):
+                chosen = [r for r in tallrec if r.k == k and r.train_domain == train and r.test_domain == test]
+                if not chosen:
+                    continue
+                r = build_cell(test, k, {"tallrec": chosen}, boot_n, seed).rows["tallrec"]
+                x = j + (i - 1) * 0.27
+                ax.bar(x, r.mean, 0.25, color=("tab:red", "tab:purple", "tab:gray")[i], label=f"trained on {train}")
+                ax.errorbar(x, r.mean, yerr=[[r.mean - r.ci[0]], [r.ci[1] - r.mean]], color="black", capsize=3)
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set(xticks=range(len(tests)), xticklabels=[f"tested on {t}" for t in tests], xlim=(-0.5, 1.5), ylim=(0.3, 0.85), ylabel="test AUC",
+               title=f"K={k}")
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            uniq = dict(zip(labels, handles))
+            ax.legend(uniq.values(), uniq.keys(), loc="upper right", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("Figure 4: cross-domain TALLRec (error bars: 95 % user-bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, format="png")
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ dvc plots
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> list[dict[str, float]]:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return [{"fpr": round(float(f), 5), "tpr": round(float(t), 5)} for f, t in zip(fpr, tpr)]
+
+
+def plot_files(runs: list[Run], folder: Path) -> dict[Path, object]:
+    """The data of the dvc plots definitions: one ROC file per LLM configuration and test domain (first
+    seed), and AUC-vs-K rows per (variant, train domain, test domain)."""
+    files: dict[Path, object] = {}
+    auc_rows = []
+    for r in runs:
+        if r.row in ("tallrec", "at", "rt", "icl"):
+            name = "icl" if r.row == "icl" else f"{r.row}_{r.train_domain}_k{r.k}_seed{r.seed}"
+            labels, scores = r.frame["label"].to_numpy(), r.frame["score"].to_numpy()
+            if r.seed in (None, 0):
+                files[folder / "roc" / f"{name}_on_{r.test_domain}.json"] = roc_points(labels, scores)
+            if r.row != "icl":
+                auc_rows.append({"series": f"{r.row} {r.train_domain}->{r.test_domain}", "k": r.k, "seed": r.seed,
+                                 "auc": round(auc(labels, scores), 5), "rows": r.frame.height, "source": r.source})
+    files[folder / "auc_vs_k.json"] = sorted(auc_rows, key=lambda x: (x["series"], x["k"], x["seed"]))
+    return files

@@ -1,0 +1,92 @@
+"""The report's table builder on hand-made predictions whose numbers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tallrec.metrics import auc
+from tallrec.report import (Run, build_cell, common_rows, deduplicated, figure3, figure4, floor_lines, table3_cells,
+                            table3_markdown, table3_runs, uauc_markdown)
+
+USERS = np.repeat([f"u{i}" for i in range(8)], 5)
+LABELS = np.tile([1, 0, 1, 0, 1], 8)
+
+
+def frame(scores, rows=None) -> pl.DataFrame:
+    rows = np.arange(len(USERS)) if rows is None else np.asarray(rows)
+    return pl.DataFrame({"user": USERS[rows], "target_item_id": [f"i{r}" for r in rows], "label": LABELS[rows].astype(np.int8),
+                         "score": np.asarray(scores, dtype=np.float64)})
+
+
+def noisy(seed: int, strength: float) -> np.ndarray:
+    return LABELS * strength + np.random.default_rng(seed).random(len(LABELS))
+
+
+def test_a_cell_holds_seed_means_stds_and_a_paired_p_value():
+    runs = [Run("tallrec", "movie", frame(noisy(s, 2.0)), "movie", 64, s, "m") for s in (0, 1)]
+    runs += [Run("gru4rec", "movie", frame(noisy(10 + s, 0.1)), "movie", 64, s) for s in range(3)]
+    cell = build_cell("movie", 64, table3_runs(runs, "movie", 64), bootstrap=200, seed=0)
+    tallrec, gru = cell.rows["tallrec"], cell.rows["gru4rec"]
+    expected = [auc(LABELS, noisy(s, 2.0)) for s in (0, 1)]
+    assert tallrec.aucs == pytest.approx(expected) and tallrec.mean == pytest.approx(np.mean(expected))
+    assert tallrec.std == pytest.approx(np.std(expected, ddof=1))
+    assert len(gru.aucs) == 3 and tallrec.seeds == [0, 1]
+    assert tallrec.ci[0] <= tallrec.mean <= tallrec.ci[1]
+    assert (cell.n_rows, cell.n_users) == (40, 8)
+    assert cell.best_other == "gru4rec" and cell.p_value < 0.05
+
+
+def test_a_cell_without_runs_says_not_run_and_icl_fills_every_k():
+    runs = [Run("icl", "movie", frame(noisy(0, 0.5)), model="m"),
+            Run("like_share", "movie", frame(noisy(1, 0.5)), "movie", 64, 0)]
+    cells = table3_cells(runs, ["movie", "book"], [16, 64], bootstrap=20, seed=0)
+    text = table3_markdown(cells)
+    icl_line = next(l for l in text.splitlines() if l.startswith("| ICL"))
+    assert icl_line.count("(n=1)") == 2 and icl_line.count("not run") == 2  # movie K=16, K=64; book not run
+    tallrec_line = next(l for l in text.splitlines() if l.startswith("| TALLRec"))
+    assert tallrec_line.count("not run") == 4
+    assert "40 / 8" in text.splitlines()[-1]
+    assert not math.isnan(cells[1].rows["like_share"].mean) and cells[0].best_other is None
+
+
+def test_rows_of_a_cell_are_measured_on_the_rows_every_run_scored():
+    subset = np.arange(0, 40, 2)  # a seeded test subset: 20 of the 40 rows
+    scores = noisy(3, 0.3)
+    runs = [Run("tallrec", "movie", frame(noisy(0, 1.0)[subset], subset), "movie", 64, 0),
+            Run("sasrec", "movie", frame(scores), "movie", 64, 0)]
+    cell = build_cell("movie", 64, table3_runs(runs, "movie", 64), bootstrap=10, seed=0)
+    assert cell.n_rows == 20
+    assert cell.rows["sasrec"].aucs[0] == pytest.approx(auc(LABELS[subset], scores[subset]))
+    assert common_rows([runs]).height == 20
+
+
+def test_the_full_test_set_wins_over_a_subset_of_the_same_configuration():
+    small = Run("tallrec", "movie", frame(noisy(0, 1.0)[:10], np.arange(10)), "movie", 64, 0, "m", "exp-a")
+    full = Run("tallrec", "movie", frame(noisy(0, 1.0)), "movie", 64, 0, "m", "workspace")
+    assert deduplicated([small, full]) == [full] and deduplicated([full, small]) == [full]
+
+
+def test_uauc_table_and_the_floor_name_the_rows_above_like_share():
+    runs = [Run("tallrec", "movie", frame(noisy(0, 5.0)), "movie", 64, 0, "m"),
+            Run("like_share", "movie", frame(noisy(1, 0.2)), "movie", 64, 0),
+            Run("gru4rec", "book", frame(noisy(2, 0.2)[:8], np.arange(0, 40, 5) + np.arange(8) % 2), "book", 64, 0)]
+    cells = table3_cells(runs, ["movie", "book"], [64], bootstrap=10, seed=0)
+    text = uauc_markdown(cells)
+    assert "movie K=64 UAUC / AUC" in text and "book K=64" not in text.splitlines()[0]
+    assert "UAUC is undefined for book" in text  # the hand-made book users have one row each
+    lines = floor_lines(cells)
+    assert lines[0].startswith("- movie K=64: like-share AUC") and "above it: TALLRec" in lines[0]
+
+
+def test_the_figures_are_pngs_with_or_without_runs(tmp_path):
+    runs = [Run(v, d, frame(noisy(s, 1.0)), d, k, s, "m") for v in ("tallrec", "rt") for d in ("movie", "book")
+            for k in (16, 64) for s in (0, 1)]
+    runs += [Run("tallrec", "book", frame(noisy(7, 1.0)), "both", 64, 0, "m")]
+    for draw, name in ((lambda p: figure3(runs, ["movie", "book"], p, 20, 0), "f3.png"), (lambda p: figure4(runs, p, 20, 0), "f4.png"),
+                       (lambda p: figure4([], p, 20, 0), "empty.png")):
+        draw(tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
