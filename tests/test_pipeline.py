@@ -71,7 +71,7 @@ def tiny_project(tiny_backbone, tmp_path, monkeypatch):
 
 def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
     from tallrec.model import build_base
-    from tallrec.stages import alpaca_tune, evaluate, evaluate_icl, rec_tune, summarize
+    from tallrec.stages import alpaca_tune, evaluate, evaluate_icl, rec_tune, references, report, summarize
     from tallrec.tuning import rec_grid
 
     params = tiny_project
@@ -109,6 +109,17 @@ def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
     per_config = [json.loads(E.summary_path(r.name).read_text())["auc"]["movie"] for r in runs if r.variant == "tallrec"]
     assert headline["tallrec"]["movie_auc"] == pytest.approx(np.mean(per_config), abs=1e-6)
     assert json.loads(paths.BASELINE_METRICS.read_text()) == {}
+
+    references.main(params)
+    report.main(with_changes(params, {"report": {"bootstrap": 20}}))
+    table = (paths.REPORTS / "table3.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| TALLRec |")).split(" | ")
+    movie_k8 = json.loads(E.summary_path("tallrec_movie_k8_seed0").read_text())["auc"]["movie"]
+    assert row[1].startswith(f"{movie_k8:.3f} (n=1)") and row[2] == "not run"  # K=64 was drawn but not tuned
+    assert "| like-share (no parameters) | " in table and "12 / " in table.splitlines()[-1]
+    for png in ("figure3.png", "figure4.png"):
+        assert (paths.REPORTS / png).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((paths.PLOTS / "roc" / "tallrec_movie_k8_seed0_on_movie.json").read_text())[-1] == {"fpr": 1.0, "tpr": 1.0}
 
 
 RESUMABLE = {"rec_tune": {"variants": ["rt"], "train_domains": ["movie"], "ks": [64], "max_epochs": 3, "patience": 3,

@@ -90,3 +90,14 @@ def test_the_figures_are_pngs_with_or_without_runs(tmp_path):
                        (lambda p: figure4([], p, 20, 0), "empty.png")):
         draw(tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_older_experiments_params_take_the_defaults_of_keys_added_since():
+    from tallrec.config import Params, as_dict
+    from tallrec.experiments import _merged
+
+    old = as_dict(Params())
+    del old["report"]
+    old["rec_tune"]["ks"] = [256]
+    merged = _merged(as_dict(Params()), old)
+    assert merged["report"] == as_dict(Params())["report"] and merged["rec_tune"]["ks"] == [256]

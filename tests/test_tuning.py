@@ -60,6 +60,8 @@ def toy_frame(n: int, seed: int, domain: str = "movie") -> pl.DataFrame:
         "domain": [domain] * n, "user": [str(i % 7) for i in range(n)], "target_item_id": [str(i) for i in range(n)],
         "label": pl.Series(labels, dtype=pl.Int8), "instruction": [INSTRUCTION] * n, "input": inputs,
         "output": ["Yes." if y else "No." for y in labels],
+        "history_item_ids": [[str((i + j) % 5) for j in range(3)] for i in range(n)],  # for the references
+        "history_labels": [[int(y), 1, 0] for y in labels],
     })
 
 

@@ -50,21 +50,21 @@ def import_one(name: str, rev: str, baseline: str, folder: Path = paths.IMPORTED
 
     params = _params_at(rev)
     configs = [c.name for c in eval_configs(params) if c.variant != "icl"]
-    text_models = list(params.baselines.text_models)
+    text_models, b = list(params.baselines.text_models), params.baselines
     with atomic_dir(folder / name) as tmp:
         for config in configs:
             _copy(paths.llm_summary_path(config), rev, tmp / paths.llm_summary_path(config))
             for domain in params.evaluate.test_domains:
                 _copy(paths.llm_predictions_path(config, domain), rev, tmp / paths.llm_predictions_path(config, domain))
         for model in text_models:
-            b = params.baselines
             for domain in b.domains:
                 for k in b.ks:
                     for seed in b.seeds:
                         path = paths.baseline_predictions_path(model, domain, k, seed)
                         _copy(path, rev, tmp / path)
         write_json({"name": name, "rev": rev, "baseline": baseline, "model": params.model.name,
-                    "test_size": params.evaluate.test_size, "llm_configs": configs, "baselines": text_models},
+                    "test_size": params.evaluate.test_size, "llm_configs": configs, "baselines": text_models,
+                    "baseline_grid": {"domains": list(b.domains), "ks": list(b.ks), "seeds": list(b.seeds)}},
                    tmp / "experiment.json")
     return f"{name} ({rev[:7]} on {baseline[:7]}): {', '.join(configs + text_models) or 'nothing to import'}"
 

@@ -111,8 +111,9 @@ def imported_runs(folder: Path = paths.IMPORTED) -> list[Run]:
     for exp in sorted(p for p in folder.glob("*") if (p / "experiment.json").exists()):
         meta = read_json(exp / "experiment.json")
         runs += llm_runs(exp, meta["llm_configs"], exp.name)
-        for model in meta.get("baselines", []):
-            runs += grid_runs(exp, "baselines", [model], ("movie", "book"), PAPER_KS, range(10), exp.name)
+        grid = meta.get("baseline_grid", {})
+        runs += grid_runs(exp, "baselines", meta.get("baselines", []), grid.get("domains", []), grid.get("ks", []),
+                          grid.get("seeds", []), exp.name)
     return runs
 
 
@@ -164,16 +165,14 @@ class Cell:
     p_value: float = float("nan")  # TALLRec against best_other, paired user bootstrap
 
 
-def table3_runs(runs: list[Run], domain: str, k: int, model: str | None = None) -> dict[str, list[Run]]:
-    """Per Table 3 row, its runs in the cell: TALLRec trained on the test domain (of `model`, or of every
-    backbone), ICL at every K, baselines and references at this K."""
+def table3_runs(runs: list[Run], domain: str, k: int) -> dict[str, list[Run]]:
+    """Per Table 3 row, its runs in the cell: TALLRec trained on the test domain, ICL at every K,
+    baselines and references at this K. (One backbone per report: the runs here are all smollm2-135m.)"""
     out: dict[str, list[Run]] = {}
     for run in runs:
         if run.test_domain != domain or run.row not in ("tallrec", *OTHER_ROWS):
             continue
         if run.row == "icl" or (run.k == k and run.train_domain in (domain, None)):
-            if run.row in ("tallrec", "icl") and model is not None and run.model != model:
-                continue
             out.setdefault(run.row, []).append(run)
     return out
 

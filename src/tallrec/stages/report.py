@@ -37,6 +37,10 @@ def main(params: Params) -> str:
                                 table3_markdown, uauc_markdown, workspace_runs)
 
     runs = deduplicated(workspace_runs(params) + imported_runs())
+    models = sorted({r.model for r in runs if r.model})
+    if len(models) > 1:
+        raise ValueError(f"{paths.IMPORTED}: runs of several backbones ({', '.join(models)}); the report compares one, "
+                         "remove the other experiments' folders")
     boot, seed = params.report.bootstrap, params.report.seed
     cells = table3_cells(runs, params.evaluate.test_domains, params.sample.ks, boot, seed)
     table3 = table3_markdown(cells)
