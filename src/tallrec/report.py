@@ -303,6 +303,15 @@ def variant_points(runs: list[Run], variant: str, domain: str, boot_n: int, seed
     return points
 
 
+def _save(fig, title: str, out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, format="png")  # `out` may be a temporary name without the .png suffix
+    plt.close(fig)
+
+
 def figure3(runs: list[Run], domains: list[str], out: Path, boot_n: int, seed: int) -> None:
     """AUC vs K for AT, RT and TALLRec, one panel per test domain, 95 % user-bootstrap bands."""
     import matplotlib
@@ -333,10 +342,7 @@ def figure3(runs: list[Run], domains: list[str], out: Path, boot_n: int, seed: i
             ax.legend(loc="lower right", fontsize=8)
         else:
             ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle("Figure 3: AT / RT / TALLRec (bands: 95 % user-bootstrap CI)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120, format="png")
-    plt.close(fig)
+    _save(fig, "Figure 3: AT / RT / TALLRec (bands: 95 % user-bootstrap CI)", out)
 
 
 def figure4(runs: list[Run], out: Path, boot_n: int, seed: int) -> None:
@@ -369,10 +375,7 @@ def figure4(runs: list[Run], out: Path, boot_n: int, seed: int) -> None:
             ax.legend(uniq.values(), uniq.keys(), loc="upper right", fontsize=8)
         else:
             ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle("Figure 4: cross-domain TALLRec (error bars: 95 % user-bootstrap CI)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120, format="png")
-    plt.close(fig)
+    _save(fig, "Figure 4: cross-domain TALLRec (error bars: 95 % user-bootstrap CI)", out)
 
 
 # ------------------------------------------------------------------------------------------ dvc plots
