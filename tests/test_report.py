@@ -101,3 +101,14 @@ def test_an_older_experiments_params_take_the_defaults_of_keys_added_since():
     old["rec_tune"]["ks"] = [256]
     merged = _merged(as_dict(Params()), old)
     assert merged["report"] == as_dict(Params())["report"] and merged["rec_tune"]["ks"] == [256]
+
+
+def test_every_configuration_gets_its_own_line_with_uauc_where_defined():
+    from tallrec.report import configurations_markdown
+
+    runs = [Run("rt", "movie", frame(noisy(0, 1.0)), "movie", 64, 0, "m", "exp-a"),
+            Run("tallrec", "book", frame(noisy(1, 1.0)[:8], np.arange(0, 40, 5) + np.arange(8) % 2), "movie", 64, 0, "m")]
+    text = configurations_markdown(runs, bootstrap=10, seed=0).splitlines()
+    assert len(text) == 4
+    assert text[2].startswith("| rt | movie | 64 | 0 | movie | 40 / 8 |") and text[2].endswith("| exp-a |")
+    assert "undefined (one row per user)" in text[3] and "| movie | 64 | 0 | book | 8 / 8 |" in text[3]

@@ -264,6 +264,23 @@ def uauc_markdown(cells: list[Cell], rows: Iterable[str] = ("tallrec", *OTHER_RO
     return "\n".join(lines) + note
 
 
+def configurations_markdown(runs: list[Run], bootstrap: int, seed: int) -> str:
+    """Every LLM configuration on every test set it was scored on (cross-domain and the AT / RT variants
+    included), each on its own test rows: AUC [95 % user-bootstrap CI], UAUC where users have several rows."""
+    lines = ["| variant | trained on | K | seed | tested on | rows / users | AUC [95 % CI] | UAUC (users with both labels) | from |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    llm = sorted((r for r in runs if r.row in ("tallrec", "at", "rt", "icl")),
+                 key=lambda r: (r.row, r.train_domain or "", r.k or 0, r.seed or 0, r.test_domain))
+    for run in llm:
+        cell = build_cell(run.test_domain, run.k or 0, {run.row: [run]}, bootstrap, seed)
+        r = cell.rows[run.row]
+        u = f"{_f(r.uauc)} ({r.uauc_users})" if cell.n_rows > cell.n_users else "undefined (one row per user)"
+        lines.append(f"| {run.row} | {run.train_domain or '–'} | {run.k or '–'} | {'–' if run.seed is None else run.seed} | "
+                     f"{run.test_domain} | {cell.n_rows} / {cell.n_users} | {_f(r.mean)} [{_f(r.ci[0], 2)}, {_f(r.ci[1], 2)}] | "
+                     f"{u} | {run.source} |")
+    return "\n".join(lines)
+
+
 def floor_lines(cells: list[Cell]) -> list[str]:
     """Per cell, which rows score above the like-share reference on AUC and on UAUC."""
     out = []

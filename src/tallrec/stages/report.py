@@ -8,7 +8,7 @@ from tallrec.config import Params
 from tallrec.io import atomic_dir, atomic_path, write_json
 
 
-def results_markdown(params: Params, table3: str, uauc: str, floors: list[str], sources: list[str]) -> str:
+def results_markdown(params: Params, table3: str, uauc: str, floors: list[str], configurations: str) -> str:
     from tallrec.report import paper_markdown
 
     return "\n\n".join([
@@ -27,14 +27,15 @@ def results_markdown(params: Params, table3: str, uauc: str, floors: list[str], 
         "\n".join(floors) or "No like-share reference was run.",
         "## The paper's Table 3 (quoted from Bao et al. 2023, not measured here)",
         paper_markdown(),
-        "## Where the runs come from",
-        "\n".join(sources),
+        "## Every LLM configuration, and where its run comes from",
+        "The workspace is this commit's `dvc repro`; a name is a `dvc exp run` experiment imported into reports/imported/.",
+        configurations,
     ]) + "\n"
 
 
 def main(params: Params) -> str:
-    from tallrec.report import (deduplicated, figure3, figure4, floor_lines, imported_runs, plot_files, table3_cells,
-                                table3_markdown, uauc_markdown, workspace_runs)
+    from tallrec.report import (configurations_markdown, deduplicated, figure3, figure4, floor_lines, imported_runs,
+                                plot_files, table3_cells, table3_markdown, uauc_markdown, workspace_runs)
 
     runs = deduplicated(workspace_runs(params) + imported_runs())
     models = sorted({r.model for r in runs if r.model})
@@ -44,11 +45,10 @@ def main(params: Params) -> str:
     boot, seed = params.report.bootstrap, params.report.seed
     cells = table3_cells(runs, params.evaluate.test_domains, params.sample.ks, boot, seed)
     table3 = table3_markdown(cells)
-    sources = sorted({f"- {r.source}: {r.row} {r.train_domain or ''}->{r.test_domain} K={r.k} seed {r.seed}, "
-                      f"{r.frame.height} test rows" for r in runs if r.row in ("tallrec", "at", "rt", "icl")})
     paths.REPORTS.mkdir(exist_ok=True)
     for path, text in ((paths.REPORTS / "table3.md", table3 + "\n"),
-                       (paths.REPORTS / "results.md", results_markdown(params, table3, uauc_markdown(cells), floor_lines(cells), sources))):
+                       (paths.REPORTS / "results.md", results_markdown(params, table3, uauc_markdown(cells), floor_lines(cells),
+                                                                          configurations_markdown(runs, boot, seed)))):
         with atomic_path(path) as tmp:
             tmp.write_text(text)
     for name, draw in (("figure3.png", lambda p: figure3(runs, list(params.evaluate.test_domains), p, boot, seed)),
