@@ -51,6 +51,17 @@ def test_the_bootstrap_averages_runs_and_its_auc_matches_sklearn():
     assert boot.aucs(runs)[0] == pytest.approx(expected)
 
 
+def test_the_bootstrap_counts_ties_and_repeated_users_as_sklearn_does_on_the_repeated_rows():
+    users = np.repeat(np.arange(12), 4)
+    rng = np.random.default_rng(5)
+    labels, scores = rng.integers(0, 2, 48), rng.integers(0, 4, 48) / 4  # four score levels: many ties
+    boot = UserBootstrap(users, labels, n=40, seed=1)
+    expected = [auc(labels[rows], scores[rows]) for rows in boot.samples]
+    assert np.allclose(boot.aucs(scores), expected, equal_nan=True)
+    one_class = UserBootstrap([0, 0, 1, 1], [1, 1, 0, 0], n=20, seed=0).aucs([0.1, 0.2, 0.3, 0.4])
+    assert np.isnan(one_class).any() and not np.isnan(one_class).all()  # a resample of user 0 alone has no AUC
+
+
 def test_the_paired_p_value_tells_a_real_difference_from_none():
     users = np.repeat(np.arange(40), 4)
     rng = np.random.default_rng(2)

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 import torch
 
-from tallrec.config import LoraParams, ModelParams, Params, RecTuneParams
+from tallrec.config import LoraParams, ModelParams, Params, RecRun, RecTuneParams, rec_grid
 from tallrec.model import add_lora, load_adapter, load_base
 from tallrec.prompts import alpaca_prompt, answer_token_ids
 from tallrec.scoring import score_prompts as engine_scores
-from tallrec.tuning import IGNORE, RecRun, TrainConfig, collate, encode, encode_all, loss_of, rec_grid, train
+from tallrec.tuning import IGNORE, TrainConfig, collate, encode, encode_all, loss_of, train
 
 @pytest.fixture(autouse=True)
 def one_thread():

@@ -166,7 +166,7 @@ def alpaca_tune(params_file: Path = PARAMS_OPTION) -> None:
 def rec_tune(params_file: Path = PARAMS_OPTION) -> None:
     """Stage 2: every configuration of rec_tune (variants x train domains x ks x seeds), one after another."""
     from tallrec.stages import rec_tune as stage
-    from tallrec.tuning import rec_grid
+    from tallrec.config import rec_grid
 
     params = load_params(params_file)
     for run in rec_grid(params.rec_tune):
@@ -177,7 +177,7 @@ def rec_tune(params_file: Path = PARAMS_OPTION) -> None:
 def evaluate_cmd(params_file: Path = PARAMS_OPTION) -> None:
     """Score the untuned backbone and every configuration on the test sets; AUC into metrics/llm/."""
     from tallrec.stages import evaluate, evaluate_icl
-    from tallrec.tuning import rec_grid
+    from tallrec.config import rec_grid
 
     params = load_params(params_file)
     say(evaluate_icl.main(params))

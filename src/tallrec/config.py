@@ -251,6 +251,25 @@ class RecTuneParams:
 
 
 @dataclass(frozen=True)
+class RecRun:
+    """One rec-tuning configuration of the grid. Its name carries every coordinate explicitly."""
+
+    variant: str
+    train_domain: str
+    k: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}_{self.train_domain}_k{self.k}_seed{self.seed}"
+
+
+def rec_grid(section: RecTuneParams) -> list[RecRun]:
+    """Every configuration, in dvc.yaml's matrix order (variant, train domain, K, seed)."""
+    return [RecRun(v, d, k, s) for v in section.variants for d in section.train_domains for k in section.ks for s in section.seeds]
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     test_domains: tuple[Domain, ...] = _p(("movie", "book"), _non_empty)
     test_size: int | None = _p(None, _optional_positive)  # null = the full test sets

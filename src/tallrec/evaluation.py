@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from tallrec import paths
-from tallrec.config import Params
+from tallrec.config import Params, rec_grid
 from tallrec.io import DataError, write_json, write_parquet
 from tallrec.metrics import auc
 
@@ -47,8 +47,6 @@ def predictions_path(config: str, test_domain: str) -> Path:
 
 
 def eval_configs(params: Params) -> list[EvalConfig]:
-    from tallrec.tuning import rec_grid
-
     name = params.model.name
     configs = [EvalConfig("icl", None, "icl")]
     for run in rec_grid(params.rec_tune):

@@ -31,12 +31,20 @@ def uauc(users, labels, scores) -> tuple[float, int]:
     return (total / weight if weight else float("nan")), counted
 
 
-def _rank_auc(labels: np.ndarray, ranks: np.ndarray) -> float:
-    positives = labels == 1
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+def _weighted_aucs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row of `weights` (resamples x rows: how many times each row is drawn), the AUC of the rows
+    repeated that many times: the share of (liked, disliked) pairs ranked right, ties counting one half.
+    One sort serves every resample. NaN where a resample has one class only."""
+    order = np.argsort(scores, kind="stable")
+    _, starts = np.unique(scores[order], return_index=True)  # the groups of tied scores, ascending
+    w = weights[:, order]
+    positive = labels[order] == 1
+    pos = np.add.reduceat(np.where(positive, w, 0.0), starts, axis=1)
+    neg = np.add.reduceat(np.where(positive, 0.0, w), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # disliked weight scored strictly lower than each group
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
 
 
 class UserBootstrap:
@@ -45,25 +53,26 @@ class UserBootstrap:
     resampled on the very same users, which makes differences between rows paired."""
 
     def __init__(self, users, labels, n: int, seed: int):
-        from scipy.stats import rankdata
-
-        self._rankdata = rankdata
         self.labels = np.asarray(labels)
-        _, codes = np.unique(np.asarray(users), return_inverse=True)
-        rows_of = [np.flatnonzero(codes == u) for u in range(codes.max() + 1)]
+        _, self._codes = np.unique(np.asarray(users), return_inverse=True)
+        n_users = self._codes.max() + 1
         rng = np.random.default_rng(seed)
-        self.samples = [np.concatenate([rows_of[u] for u in rng.integers(0, len(rows_of), len(rows_of))]) for _ in range(n)]
+        self._draws = [rng.integers(0, n_users, n_users) for _ in range(n)]
+        # resamples x rows: how often each row is drawn (its user's count)
+        self.weights = np.stack([np.bincount(d, minlength=n_users)[self._codes] for d in self._draws]).astype(np.float64)
+
+    @property
+    def samples(self) -> list[np.ndarray]:
+        """Each resample as row indices, every drawn user's rows in a block (what `weights` counts)."""
+        rows_of = [np.flatnonzero(self._codes == u) for u in range(self._codes.max() + 1)]
+        return [np.concatenate([rows_of[u] for u in draw]) for draw in self._draws]
 
     def aucs(self, runs) -> np.ndarray:
         """Per resample, the mean AUC over `runs` (rows × runs of scores, e.g. one column per training
         seed, or one vector) on that resample's users."""
         runs = np.asarray(runs, dtype=np.float64)
         runs = runs[:, None] if runs.ndim == 1 else runs
-        out = np.empty(len(self.samples))
-        for i, rows in enumerate(self.samples):
-            labels = self.labels[rows]
-            out[i] = np.mean([_rank_auc(labels, self._rankdata(runs[rows, j])) for j in range(runs.shape[1])])
-        return out
+        return np.mean([_weighted_aucs(self.labels, runs[:, j], self.weights) for j in range(runs.shape[1])], axis=0)
 
     def interval(self, runs, level: float = 0.95) -> tuple[float, float]:
         values = self.aucs(runs)

@@ -19,17 +19,18 @@ import numpy as np
 import polars as pl
 
 from tallrec import paths
-from tallrec.config import Params
+from tallrec.config import Params, rec_grid
 from tallrec.io import read_json
 from tallrec.metrics import UserBootstrap, auc, uauc
+from tallrec.references import REFERENCES
 
 ROW_NAMES = {
     "tallrec": "TALLRec", "at": "AT (alpaca-tuned only)", "rt": "RT (rec-tuned only)", "icl": "ICL (untuned LLM)",
     "gru4rec": "GRU4Rec", "caser": "Caser", "sasrec": "SASRec", "dros": "DROS", "gru_bert": "GRU-BERT",
     "dros_bert": "DROS-BERT", "like_share": "like-share (no parameters)", "popularity": "popularity (no parameters)",
 }
-OTHER_ROWS = ("icl", "gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert", "like_share", "popularity")
-BASELINES = ("gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert")
+BASELINES = ("gru4rec", "caser", "sasrec", "dros", "gru_bert", "dros_bert")  # the paper's order
+OTHER_ROWS = ("icl", *BASELINES, *REFERENCES)
 KEY = ("user", "target_item_id")
 
 # Quoted from the paper (Bao et al., RecSys 2023, Table 3: test AUC, TALLRec on LLaMA-7B), not measured
@@ -96,12 +97,10 @@ def grid_runs(root: Path, kind: str, names: Iterable[str], domains: Iterable[str
 def workspace_runs(params: Params) -> list[Run]:
     """Everything the pipeline of these params made: its LLM configurations and ICL, the baselines and
     the references."""
-    from tallrec.evaluation import eval_configs
-
     b = params.baselines
-    return (llm_runs(Path("."), [c.name for c in eval_configs(params)], "workspace")
+    return (llm_runs(Path("."), ["icl"] + [run.name for run in rec_grid(params.rec_tune)], "workspace")
             + grid_runs(Path("."), "baselines", b.models + b.text_models, b.domains, b.ks, b.seeds, "workspace")
-            + grid_runs(Path("."), "references", ("like_share", "popularity"), params.evaluate.test_domains,
+            + grid_runs(Path("."), "references", REFERENCES, params.evaluate.test_domains,
                         params.sample.ks, params.sample.seeds, "workspace"))
 
 

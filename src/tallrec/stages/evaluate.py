@@ -10,7 +10,7 @@ from tallrec.config import Params
 def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
     from tallrec.evaluation import EvalConfig, evaluate_one
     from tallrec.runtime import configure_threads
-    from tallrec.tuning import RecRun
+    from tallrec.config import RecRun
 
     configure_threads(params.model.threads)
     run = RecRun(variant, domain, k, seed)

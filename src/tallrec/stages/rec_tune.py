@@ -15,12 +15,12 @@ import polars as pl
 
 from tallrec import paths
 from tallrec.config import Params, as_dict
-from tallrec.io import DataError, atomic_dir, sha256_of
+from tallrec.io import DataError, atomic_dir, sha256_of, write_json
 
 
 def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
     from tallrec.runtime import configure_threads
-    from tallrec.tuning import RecRun
+    from tallrec.config import RecRun
 
     configure_threads(params.model.threads)
     run = RecRun(variant, domain, k, seed)
@@ -31,6 +31,9 @@ def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
     if variant == "at":
         with atomic_dir(out) as tmp:
             shutil.copytree(stage1, tmp, dirs_exist_ok=True)
+        # dvc.yaml declares a curves folder for every instance: DVC fails a stage that leaves one out
+        with atomic_dir(paths.LLM_CURVES / run.name) as tmp:
+            write_json({"step": 0, "rec_tuned": False}, tmp / "metrics.json")
         return f"{run.name}: the stage-1 adapter, not rec-tuned"
     state = tune(run, params, start=stage1 if variant == "tallrec" else None)
     best = f"{state.best_auc:.4f} at epoch {state.best_epoch}" if state.best_auc is not None else "none (every AUC was NaN)"
