@@ -10,6 +10,13 @@ All paths score the same real movie test prompts with the same model, dtype and 
 - engine: `tallrec.scoring` as used by the evaluate stage (sorted batches + cached instruction prefix).
 GFLOP/s = 2 x N x prompt tokens / s, N = non-embedding parameters (the embedding is a lookup); the
 machine's matmul rate is measured in the same run, at the same thread count. A table, not a test.
+
+    .venv/bin/python benchmarks/bench_scoring.py --precision [--adapter DIR] [--domain movie] [--n 0]
+
+compares the engine in fp32 with reduced-precision candidates (benchmarks/precision_paths.py) on real
+test prompts (`--n 0`: the whole test set, as the quality guard asks): prompts/s and its ratio to fp32
+(each path in its own process, one after the other, so the ratio comes from one run), AUC, Pearson r and
+max |Δ| of p_yes against fp32, peak RSS, and the guard verdict.
 """
 
 from __future__ import annotations
@@ -78,6 +85,77 @@ def naive(model, tok, prompts, yes, no):
     return np.array(out)
 
 
+def _score_path(path, base, adapter, prompts, calibration, batch_size, threads, queue) -> None:
+    """One candidate in a fresh process (its own peak RSS): load, warm up, score every prompt."""
+    import resource
+
+    from precision_paths import build
+
+    from tallrec.runtime import configure_threads, quiet_libraries
+
+    quiet_libraries()
+    configure_threads(threads)
+    model, tok = build(path, base, adapter, calibration, batch_size)
+    scorer = Scorer(model, tok, ScoringConfig(batch_size=batch_size, progress=False))
+    scorer.score(prompts[:4])
+    t = time.perf_counter()
+    p = scorer.score(prompts)
+    queue.put((p, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def precision_main(args) -> None:
+    import multiprocessing
+
+    from precision_paths import PATHS
+
+    from tallrec.config import load_params
+    from tallrec.evaluation import test_frame
+    from tallrec.metrics import auc
+    from tallrec.model import load_tokenizer
+    from tallrec.prompts import prompt_budget, rec_prompts
+    from tallrec.runtime import cpu_flags, native_bf16, usable_cores
+
+    params = load_params()
+    tok = load_tokenizer(args.base)
+    df = test_frame(args.domain, args.n or None)
+    from transformers import AutoConfig
+
+    budget = prompt_budget(tok, params.prompt, params.model.max_length, AutoConfig.from_pretrained(args.base).max_position_embeddings)
+    prompts, _ = rec_prompts(df, params.prompt, tok, budget)
+    vdf = pl.read_parquet(f"data/processed/{args.domain}/valid.parquet").head(args.calibration)
+    calibration = rec_prompts(vdf, params.prompt, tok, budget)[0]
+    labels = df["label"].cast(pl.Int64).to_numpy()
+    threads = args.threads or usable_cores()
+    flags = sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags())
+    console = Console(width=160)
+    console.print(f"{args.base} + {args.adapter or 'no adapter'}, {args.domain} test, {len(prompts)} prompts, {threads} threads, "
+                  f"CPU flags: {' '.join(flags)}")
+    ctx = multiprocessing.get_context("spawn")
+    results = {}
+    for path in args.paths.split(","):
+        if path == "bf16" and not native_bf16():
+            console.print("  bf16: skipped, no native bf16 on this CPU (emulated bf16 matmul measured >100x slower than fp32)")
+            continue
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_score_path, args=(path, args.base, args.adapter, prompts, calibration, args.batch_size, threads, queue))
+        proc.start()
+        results[path] = queue.get()
+        proc.join()
+        console.print(f"  {path}: {results[path][1]:.1f} s")
+    p32, s32, _ = results["fp32"]
+    a32 = auc(labels, p32)
+    table = Table(title=f"reduced-precision scoring, {len(prompts)} {args.domain} test prompts, "
+                        f"{args.adapter or 'untuned backbone'}, {threads} threads, flags {' '.join(flags)}")
+    for col in ("path", "s", "prompts/s", "× fp32", "AUC", "|ΔAUC|", "r(p_yes)", "max |Δp|", "peak RSS MiB", "guard"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    for path, (p, sec, rss) in results.items():
+        a, r = auc(labels, p), float(np.corrcoef(p, p32)[0, 1])
+        ok = abs(a - a32) <= 0.003 and r >= 0.99
+        table.add_row(path, f"{sec:.1f}", f"{len(prompts) / sec:.2f}", f"{s32 / sec:.2f}", f"{a:.4f}", f"{abs(a - a32):.4f}",
+                      f"{r:.4f}", f"{np.abs(p - p32).max():.3f}", f"{rss:.0f}", "pass" if ok else "FAIL")
+    console.print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="models/base/smollm2-135m")
@@ -87,7 +165,14 @@ def main() -> None:
     ap.add_argument("--forced-n", type=int, default=32, help="prompts for the forced-128-token reference (0: skip)")
     ap.add_argument("--threads", type=int, default=None, help="default: every core this process may use (tallrec.runtime.configure_threads)")
     ap.add_argument("--device", default=None, help="default: cuda when present, else cpu")
+    ap.add_argument("--precision", action="store_true", help="compare fp32 with the reduced-precision candidates instead")
+    ap.add_argument("--paths", default="fp32,bf16,int8-tensor,int8-token,int8-token-smooth", help="--precision: candidates (fp32 first)")
+    ap.add_argument("--adapter", default=None, help="--precision: a rec-tuned adapter folder (default: the untuned backbone)")
+    ap.add_argument("--domain", default="movie", help="--precision: test domain")
+    ap.add_argument("--calibration", type=int, default=32, help="--precision: valid prompts that calibrate the smoothing")
     args = ap.parse_args()
+    if args.precision:
+        return precision_main(args)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     console = Console(width=150)
