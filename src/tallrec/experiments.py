@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tallrec import paths
-from tallrec.config import Params, Yaml12Loader, as_dict, params_from_dict
+from tallrec.config import Params, Yaml12Loader, as_dict, params_from_dict, rec_grid
 from tallrec.io import atomic_dir, write_json
 
 
@@ -46,10 +46,8 @@ def experiments() -> list[tuple[str, str, str]]:
 
 
 def import_one(name: str, rev: str, baseline: str, folder: Path = paths.IMPORTED) -> str:
-    from tallrec.evaluation import eval_configs
-
     params = _params_at(rev)
-    configs = [c.name for c in eval_configs(params) if c.variant != "icl"]
+    configs = [run.name for run in rec_grid(params.rec_tune)]
     text_models, b = list(params.baselines.text_models), params.baselines
     with atomic_dir(folder / name) as tmp:
         for config in configs:
