@@ -36,6 +36,8 @@ from tallrec.prompts import answer_token_ids
 from tallrec.runtime import configure_threads, pick_device, pick_dtype
 from tallrec.scoring import Scorer, ScoringConfig
 
+from precision_paths import PATHS  # benchmarks/ is on sys.path when this file runs as a script
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -106,8 +108,6 @@ def _score_path(path, base, adapter, prompts, calibration, batch_size, threads, 
 def precision_main(args) -> None:
     import multiprocessing
 
-    from precision_paths import PATHS
-
     from tallrec.config import load_params
     from tallrec.evaluation import test_frame
     from tallrec.metrics import auc
@@ -166,7 +166,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="default: every core this process may use (tallrec.runtime.configure_threads)")
     ap.add_argument("--device", default=None, help="default: cuda when present, else cpu")
     ap.add_argument("--precision", action="store_true", help="compare fp32 with the reduced-precision candidates instead")
-    ap.add_argument("--paths", default="fp32,bf16,int8-tensor,int8-token,int8-token-smooth", help="--precision: candidates (fp32 first)")
+    ap.add_argument("--paths", default=",".join(PATHS), help="--precision: candidates (fp32 first)")
     ap.add_argument("--adapter", default=None, help="--precision: a rec-tuned adapter folder (default: the untuned backbone)")
     ap.add_argument("--domain", default="movie", help="--precision: test domain")
     ap.add_argument("--calibration", type=int, default=32, help="--precision: valid prompts that calibrate the smoothing")
