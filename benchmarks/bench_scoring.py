@@ -36,7 +36,7 @@ from tallrec.prompts import answer_token_ids
 from tallrec.runtime import configure_threads, pick_device, pick_dtype
 from tallrec.scoring import Scorer, ScoringConfig
 
-from precision_paths import PATHS  # benchmarks/ is on sys.path when this file runs as a script
+from precision_paths import PATHS, build  # benchmarks/ is on sys.path when this file runs as a script
 
 
 def sync(device: torch.device) -> None:
@@ -90,8 +90,6 @@ def naive(model, tok, prompts, yes, no):
 def _score_path(path, base, adapter, prompts, calibration, batch_size, threads, queue) -> None:
     """One candidate in a fresh process (its own peak RSS): load, warm up, score every prompt."""
     import resource
-
-    from precision_paths import build
 
     from tallrec.runtime import configure_threads, quiet_libraries
 
