@@ -73,3 +73,48 @@ def test_the_paired_p_value_tells_a_real_difference_from_none():
     assert boot.paired_p(good, good + 1e-9 * rng.random(160)) > 0.05
     low, high = boot.interval(good)
     assert low < auc(labels, good) < high
+
+
+def _clustered_users(seed: int, n_users: int = 30, rows: int = 8):
+    """Users whose rows are strongly alike (a user-level offset in both runs' scores), so resampling rows
+    instead of users would give intervals far too narrow."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), rows)
+    offset = np.repeat(rng.normal(0, 1.0, n_users), rows)
+    labels = (offset + rng.normal(0, 1.0, users.size) > 0).astype(int)
+    a = labels * 0.6 + offset + rng.normal(0, 1.0, users.size)
+    b = labels * 0.3 + offset + rng.normal(0, 1.0, users.size)
+    return users, labels, a, b
+
+
+def test_the_user_bootstrap_agrees_with_scipys_bootstrap_over_users():
+    """An independent implementation: scipy.stats.bootstrap resampling user ids (percentile method) gives
+    the same 95 % interval and the same spread of the paired difference, up to Monte Carlo error; the
+    p-value matches the normal approximation built from scipy's standard error."""
+    from scipy import stats
+
+    users, labels, a, b = _clustered_users(0)
+    boot = UserBootstrap(users, labels, n=1000, seed=0)
+    rows_of = {u: np.flatnonzero(users == u) for u in np.unique(users)}
+
+    def on_users(statistic):
+        def value(ids, axis=-1):
+            ids = np.atleast_2d(ids).astype(int)
+            return np.array([statistic(np.concatenate([rows_of[u] for u in draw])) for draw in ids])
+        return value
+
+    def scipy_boot(statistic):
+        return stats.bootstrap((np.unique(users),), on_users(statistic), n_resamples=1000, method="percentile",
+                               vectorized=True, rng=np.random.default_rng(1))
+
+    auc_a = scipy_boot(lambda r: auc(labels[r], a[r]))
+    assert np.allclose(boot.interval(a), (auc_a.confidence_interval.low, auc_a.confidence_interval.high), atol=0.02)
+    diff = scipy_boot(lambda r: auc(labels[r], a[r]) - auc(labels[r], b[r]))
+    ours = boot.aucs(a) - boot.aucs(b)
+    assert np.std(ours, ddof=1) == pytest.approx(diff.standard_error, rel=0.1)
+    normal_p = 2 * stats.norm.sf(abs(auc(labels, a) - auc(labels, b)) / diff.standard_error)
+    assert 0.005 < normal_p < 0.3  # the case is neither trivial nor hopeless
+    assert boot.paired_p(a, b) == pytest.approx(normal_p, rel=0.5, abs=0.01)
+    # resampling rows ignores how alike a user's rows are: its interval would be much narrower
+    row_boot = UserBootstrap(np.arange(users.size), labels, n=1000, seed=0)
+    assert np.diff(row_boot.interval(a))[0] < 0.85 * np.diff(boot.interval(a))[0]
