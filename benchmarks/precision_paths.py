@@ -5,10 +5,10 @@ the full test sets) and is faster.
 
 Every int8 path runs fbgemm's dynamic int8 linear (torch.ao.nn.quantized.dynamic.Linear; AVX2 and
 AVX512 kernels) with per-output-channel weight scales, on the decoder's linear layers only (the LM head
-is read for two rows in fp32 by the engine anyway). The LoRA is merged into the fp32 weights first
-(load_scoring_model does so in fp32), so W + BA is quantized, not W alone.
-- fp32-unmerged: the LoRA left beside the weights, as peft runs it (what the stages scored with before the
-  merge): how much the merge saves, and that it keeps p_yes;
+is read for two rows in fp32 by the engine anyway). The LoRA is merged into the fp32 weights first,
+so W + BA is quantized, not W alone.
+- fp32-merged: the LoRA folded into the fp32 weights (W + BA) instead of running beside them as peft does:
+  does dropping peft's extra q/v products save time?
 - int8-tensor: fbgemm as it is, one activation scale per call (per tensor);
 - int8-token: every row (token) divided by its own absmax before the call and multiplied back after,
   which gives each token the whole int8 range: per-token activation scales on the per-tensor kernel;
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-PATHS = ("fp32", "fp32-unmerged", "bf16", "int8-tensor", "int8-token", "int8-token-smooth")
+PATHS = ("fp32", "fp32-merged", "bf16", "int8-tensor", "int8-token", "int8-token-smooth")
 
 
 def _dynamic_int8(linear: torch.nn.Linear) -> torch.nn.Module:
@@ -97,12 +97,9 @@ def build(path: str, base, adapter, calibration: list[str], batch_size: int):
     from tallrec.config import ModelParams
     from tallrec.model import load_scoring_model
 
-    if path == "fp32-unmerged":  # the LoRA as peft runs it, beside its weights (the stages' path before merging)
-        from tallrec.model import load_adapter, load_base
-
-        model, tokenizer = load_base(base, ModelParams(dtype="fp32", device="cpu"))
-        return (model if adapter is None else load_adapter(model, adapter)), tokenizer
     model, tokenizer = load_scoring_model(base, adapter, ModelParams(dtype="bf16" if path == "bf16" else "fp32", device="cpu"))
+    if adapter is not None and (path == "fp32-merged" or path.startswith("int8")):
+        model = model.merge_and_unload()  # int8: quantize W + BA, not W alone
     if not path.startswith("int8"):
         return model, tokenizer
     if path == "int8-token-smooth":

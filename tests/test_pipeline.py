@@ -114,7 +114,6 @@ def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
     for config in ["icl"] + [r.name for r in runs]:
         summary = json.loads(E.summary_path(config).read_text())
         assert summary["runtime"]["dtype"] == "fp32" and summary["shortened_prompts"] == {"movie": 0, "book": 0}
-        assert summary["runtime"]["lora"] == (None if config == "icl" else "merged")  # fp32: folded into the weights
         for domain in ("movie", "book"):
             pred = pl.read_parquet(E.predictions_path(config, domain))
             assert tuple(pred.columns) == E.PREDICTION_COLUMNS and pred.height == 12

@@ -236,33 +236,3 @@ def test_cli_score_and_the_evaluate_stage_give_the_same_p_yes_in_bf16(tiny_backb
                           batch_size=8, progress=False)
     np.testing.assert_allclose(cli, np.round(stage, 6), atol=0, rtol=0)
 
-
-def test_fp32_scoring_merges_the_lora_with_the_same_p_yes(tiny_backbone, tmp_path):
-    """load_scoring_model folds the LoRA into fp32 weights (faster) and leaves it beside bf16 ones; the
-    merged model scores as peft's unmerged one does, and the adapter folder is not touched."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from tallrec.config import ModelParams
-    from tallrec.model import load_adapter, load_base, load_scoring_model
-
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.float32)
-    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    adapter = tmp_path / "adapter"
-    peft.save_pretrained(adapter)
-    before = {p.name: p.read_bytes() for p in adapter.iterdir()}
-    prompts = rec_prompts(12)
-    fp32 = ModelParams(dtype="fp32", device="cpu")
-
-    merged, tok = load_scoring_model(tiny_backbone, adapter, fp32)
-    assert not hasattr(merged, "peft_config") and not any("lora" in n for n, _ in merged.named_parameters())
-    unmerged = load_adapter(load_base(tiny_backbone, fp32)[0], adapter)
-    untuned = score_prompts(load_base(tiny_backbone, fp32)[0], tok, prompts, batch_size=4, progress=False)
-    got, want = (score_prompts(m, tok, prompts, batch_size=4, progress=False) for m in (merged, unmerged))
-    assert np.abs(want - untuned).max() > 1e-3  # the adapter matters, so a merge that dropped it would fail
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    assert {p.name: p.read_bytes() for p in adapter.iterdir()} == before
-
-    bf16, _ = load_scoring_model(tiny_backbone, adapter, ModelParams(dtype="bf16", device="cpu"))
-    assert hasattr(bf16, "peft_config")

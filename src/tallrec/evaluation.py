@@ -81,8 +81,7 @@ def evaluate_one(cfg: EvalConfig, params: Params) -> dict[str, Any]:
     result: dict[str, Any] = {
         "config": cfg.name, "model": params.model.name, "variant": cfg.variant, "train_domain": cfg.train_domain,
         "k": cfg.k, "seed": cfg.seed, "auc": {}, "n": {}, "shortened_prompts": {}, "seconds": {},
-        "runtime": {**run_metadata(param.device, param.dtype),
-                    "lora": None if cfg.adapter is None else "unmerged" if hasattr(model, "peft_config") else "merged"},
+        "runtime": run_metadata(param.device, param.dtype),
     }
     for domain in section.test_domains:
         df = test_frame(domain, section.test_size)

@@ -229,25 +229,16 @@ def context_length(model) -> int:
 
 def load_scoring_model(base: Path | str, adapter: Path | str | None, cfg: ModelParams):
     """(model, tokenizer) as every score is computed, by the evaluate stage and by `tallrec score` / `rank`
-    alike: the base on the configured device and dtype, the adapter on top, frozen. In fp32 the LoRA is
-    merged into the weights in memory (W + BA: the same p_yes to float rounding, and peft's extra q/v
-    products cost ~10 % of scoring time on 2 cores); in bf16 / fp16 or quantized it stays unmerged: the
-    merged weights' rounding blurs a small LoRA update (p_yes moved by ~1e-2). The adapter on disk is
-    never changed."""
+    alike: the base on the configured device and dtype, the adapter on top, frozen. The LoRA is not merged
+    into the weights: in bf16 the merged weights' rounding blurs a small LoRA update (p_yes moved by
+    ~1e-2), and the unmerged LoRA on q/v costs little."""
     model, tokenizer = load_base(base, cfg)
     if adapter is not None:
         model = load_adapter(model, adapter)
-        if lora_merges(model, cfg):
-            model = model.merge_and_unload()
     return model.eval(), tokenizer
-
-
-def lora_merges(model, cfg: ModelParams) -> bool:
-    """Whether load_scoring_model folds the LoRA into the weights: only plain fp32 weights keep it exact."""
-    return cfg.quantize == "none" and next(model.parameters()).dtype == torch.float32
 
 
 __all__ = [
     "CATALOG", "Backbone", "base_dir", "build_base", "resolve_base", "load_base", "load_tokenizer",
-    "add_lora", "load_adapter", "load_scoring_model", "lora_merges", "gguf_parts", "joined_gguf",
+    "add_lora", "load_adapter", "load_scoring_model", "gguf_parts", "joined_gguf",
 ]

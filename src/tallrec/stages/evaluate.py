@@ -4,12 +4,13 @@ metadata) and metrics/predictions/llm/<config>/<test domain>.parquet."""
 from __future__ import annotations
 
 from tallrec import paths
-from tallrec.config import Params, RecRun
+from tallrec.config import Params
 
 
 def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
     from tallrec.evaluation import EvalConfig, evaluate_one
     from tallrec.runtime import configure_threads
+    from tallrec.config import RecRun
 
     configure_threads(params.model.threads)
     run = RecRun(variant, domain, k, seed)

@@ -14,12 +14,13 @@ from dataclasses import asdict
 import polars as pl
 
 from tallrec import paths
-from tallrec.config import Params, RecRun, as_dict
+from tallrec.config import Params, as_dict
 from tallrec.io import DataError, atomic_dir, sha256_of, write_json
 
 
 def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
     from tallrec.runtime import configure_threads
+    from tallrec.config import RecRun
 
     configure_threads(params.model.threads)
     run = RecRun(variant, domain, k, seed)
