@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from tallrec.metrics import auc
-from tallrec.report import (Run, build_cell, common_rows, deduplicated, figure3, figure4, floor_lines, table3_cells,
+from tallrec.report import (Run, at_level, build_cell, common_rows, deduplicated, figure3, figure4, floor_lines, table3_cells,
                             table3_markdown, table3_runs, uauc_markdown)
 
 USERS = np.repeat([f"u{i}" for i in range(8)], 5)
@@ -85,7 +85,7 @@ def test_uauc_table_and_the_floor_name_the_rows_above_like_share():
 def test_the_figures_are_pngs_with_or_without_runs(tmp_path):
     runs = [Run(v, d, frame(noisy(s, 1.0)), d, k, s, "m") for v in ("tallrec", "rt") for d in ("movie", "book")
             for k in (16, 64) for s in (0, 1)]
-    runs += [Run("tallrec", "book", frame(noisy(7, 1.0)), "both", 64, 0, "m")]
+    runs += [Run("tallrec", "book", frame(noisy(7, 1.0)), "both", 64, 0, "m"), Run("at", "book", frame(noisy(8, 1.0)), "movie", 64, 0, "m")]
     for draw, name in ((lambda p: figure3(runs, ["movie", "book"], p, 20, 0), "f3.png"), (lambda p: figure4(runs, p, 20, 0), "f4.png"),
                        (lambda p: figure4([], p, 20, 0), "empty.png")):
         draw(tmp_path / name)
@@ -112,3 +112,15 @@ def test_every_configuration_gets_its_own_line_with_uauc_where_defined():
     assert len(text) == 4
     assert text[2].startswith("| rt | movie | 64 | 0 | movie | 40 / 8 |") and text[2].endswith("| exp-a |")
     assert "undefined (one row per user)" in text[3] and "| movie | 64 | 0 | book | 8 / 8 |" in text[3]
+
+
+def test_at_is_one_level_whatever_k_and_train_domain_its_name_carries():
+    """AT is stage 1 alone: a run named at_movie_k64 is AT for every K and for the book panel too; per
+    seed the run scored on the most rows counts, and seeds are averaged."""
+    full, part = frame(noisy(3, 1.0)), frame(noisy(3, 1.0)[:20], rows=range(20))
+    runs = [Run("at", "book", part, "movie", 16, 0, "m"), Run("at", "book", full, "movie", 64, 0, "m"),
+            Run("at", "book", frame(noisy(4, 1.0)), "book", 256, 1, "m"), Run("rt", "book", frame(noisy(5, 9.0)), "book", 64, 0, "m")]
+    mean, low, high = at_level(runs, "book", 50, 0)
+    assert mean == pytest.approx(np.mean([auc(LABELS, noisy(s, 1.0)) for s in (3, 4)]))
+    assert low <= mean <= high
+    assert at_level(runs, "movie", 50, 0) is None

@@ -319,6 +319,20 @@ def variant_points(runs: list[Run], variant: str, domain: str, boot_n: int, seed
     return points
 
 
+def at_level(runs: list[Run], domain: str, boot_n: int, seed: int) -> tuple[float, float, float] | None:
+    """(mean AUC over seeds, CI low, CI high) of AT on `domain`. AT is stage 1 alone: the K and train
+    domain in its configuration name do not change its adapter, so it is one level for every K (its runs
+    under any K / train domain label are the same scores; the one scored on the most rows per seed)."""
+    by_seed: dict[int | None, Run] = {}
+    for r in runs:
+        if r.row == "at" and r.test_domain == domain and (r.seed not in by_seed or r.frame.height > by_seed[r.seed].frame.height):
+            by_seed[r.seed] = r
+    if not by_seed:
+        return None
+    row = build_cell(domain, 0, {"at": list(by_seed.values())}, boot_n, seed).rows["at"]
+    return row.mean, *row.ci
+
+
 def _save(fig, title: str, out: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -329,7 +343,8 @@ def _save(fig, title: str, out: Path) -> None:
 
 
 def figure3(runs: list[Run], domains: list[str], out: Path, boot_n: int, seed: int) -> None:
-    """AUC vs K for AT, RT and TALLRec, one panel per test domain, 95 % user-bootstrap bands."""
+    """AUC vs K for RT and TALLRec, AT as one level (it has no K), one panel per test domain, 95 %
+    user-bootstrap bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -338,7 +353,11 @@ def figure3(runs: list[Run], domains: list[str], out: Path, boot_n: int, seed: i
 
     fig, axes = plt.subplots(1, len(domains), figsize=(5 * len(domains), 4), squeeze=False)
     for ax, domain in zip(axes[0], domains):
-        for variant, color in (("at", "tab:orange"), ("rt", "tab:green"), ("tallrec", "tab:blue")):
+        level = at_level(runs, domain, boot_n, seed)
+        if level:
+            ax.axhline(level[0], color="tab:orange", lw=1.5, label=f"{ROW_NAMES['at']}: no K")
+            ax.axhspan(level[1], level[2], color="tab:orange", alpha=0.12)
+        for variant, color in (("rt", "tab:green"), ("tallrec", "tab:blue")):
             pts = variant_points(runs, variant, domain, boot_n, seed)
             if pts:
                 ks, means, lo, hi = zip(*pts)
@@ -354,7 +373,7 @@ def figure3(runs: list[Run], domains: list[str], out: Path, boot_n: int, seed: i
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set(xticks=list(PAPER_KS), xticklabels=[str(k) for k in PAPER_KS], xlim=(12, 340), ylim=(0.3, 0.85), xlabel="K (rec-tuning samples)",
                ylabel="test AUC", title=f"trained and tested on {domain}")
-        if any(line.get_label() in (ROW_NAMES[v] for v in ("at", "rt", "tallrec")) for line in ax.get_lines()):
+        if level or any(line.get_label() in (ROW_NAMES[v] for v in ("rt", "tallrec")) for line in ax.get_lines()):
             ax.legend(loc="lower right", fontsize=8)
         else:
             ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
@@ -383,12 +402,13 @@ def figure4(runs: list[Run], out: Path, boot_n: int, seed: int) -> None:
                 ax.bar(x, r.mean, 0.25, color=("tab:red", "tab:purple", "tab:gray")[i], label=f"trained on {train}")
                 ax.errorbar(x, r.mean, yerr=[[r.mean - r.ci[0]], [r.ci[1] - r.mean]], color="black", capsize=3)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.set(xticks=range(len(tests)), xticklabels=[f"tested on {t}" for t in tests], xlim=(-0.5, 1.5), ylim=(0.3, 0.85), ylabel="test AUC",
+        ax.set(xticks=range(len(tests)), xticklabels=[f"tested on {t}" for t in tests], xlim=(-0.5, 1.5), ylim=(0.2, 0.95), ylabel="test AUC",
                title=f"K={k}")
         handles, labels = ax.get_legend_handles_labels()
         if handles:
             uniq = dict(zip(labels, handles))
-            ax.legend(uniq.values(), uniq.keys(), loc="upper right", fontsize=8)
+            ax.legend(uniq.values(), uniq.keys(), loc="upper center", ncol=3, fontsize=7,
+                      columnspacing=0.8, handlelength=1.2)  # above the bars
         else:
             ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
     _save(fig, "Figure 4: cross-domain TALLRec (error bars: 95 % user-bootstrap CI)", out)
