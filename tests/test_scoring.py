@@ -235,4 +235,3 @@ def test_cli_score_and_the_evaluate_stage_give_the_same_p_yes_in_bf16(tiny_backb
     stage = score_prompts(model, tok, [t.full_prompt(u["liked"], u["disliked"], u["target"]) for u in users],
                           batch_size=8, progress=False)
     np.testing.assert_allclose(cli, np.round(stage, 6), atol=0, rtol=0)
-

@@ -320,16 +320,13 @@ def variant_points(runs: list[Run], variant: str, domain: str, boot_n: int, seed
 
 
 def at_level(runs: list[Run], domain: str, boot_n: int, seed: int) -> tuple[float, float, float] | None:
-    """(mean AUC over seeds, CI low, CI high) of AT on `domain`. AT is stage 1 alone: the K and train
-    domain in its configuration name do not change its adapter, so it is one level for every K (its runs
-    under any K / train domain label are the same scores; the one scored on the most rows per seed)."""
-    by_seed: dict[int | None, Run] = {}
-    for r in runs:
-        if r.row == "at" and r.test_domain == domain and (r.seed not in by_seed or r.frame.height > by_seed[r.seed].frame.height):
-            by_seed[r.seed] = r
-    if not by_seed:
+    """(AUC, CI low, CI high) of AT on `domain`. AT is stage 1 alone: the K, train domain and seed in its
+    configuration name do not change its adapter, so it is one level for every K, from the one AT run
+    scored on the most rows of `domain`."""
+    chosen = max((r for r in runs if r.row == "at" and r.test_domain == domain), key=lambda r: r.frame.height, default=None)
+    if chosen is None:
         return None
-    row = build_cell(domain, 0, {"at": list(by_seed.values())}, boot_n, seed).rows["at"]
+    row = build_cell(domain, 0, {"at": [chosen]}, boot_n, seed).rows["at"]
     return row.mean, *row.ci
 
 
