@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tallrec import numerics
+
+numerics.pin()  # the suite runs under the stages' canonical numerics, set before torch or numpy loads
+
 import polars as pl
 import pytest
 

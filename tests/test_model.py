@@ -85,11 +85,15 @@ def test_local_folder_is_recorded_not_copied(tiny_backbone, tmp_path):
 
 
 def test_dtype_follows_the_cpu_flags_and_threads_the_params(monkeypatch):
-    """Same params, same machine: same dtype and thread count, whatever else the machine is doing."""
+    """Same params, same machine: same dtype and thread count, whatever else the machine is doing. The
+    pipeline's default is fp32 (canonical); `auto` is for `tallrec score` / `rank`."""
     import torch
 
     from tallrec import runtime
 
+    from tallrec.config import Params
+
+    assert Params().model.dtype == "fp32" and Params().model.threads == 2 and not Params().baselines.bert_bf16
     cpu = torch.device("cpu")
     assert runtime.pick_dtype("fp32", cpu) == torch.float32 and runtime.pick_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ValueError):
@@ -106,7 +110,9 @@ def test_dtype_follows_the_cpu_flags_and_threads_the_params(monkeypatch):
         assert runtime.configure_threads(None) == runtime.usable_cores()
         meta = runtime.run_metadata(cpu, torch.bfloat16)
         assert meta["dtype"] == "bf16" and meta["threads"] == runtime.usable_cores()
-        assert meta["cpu_native_bf16_flags"] == ["amx_bf16"]
+        # a hashed output records the numerics the params fix, never the machine's flags or cores
+        assert meta["numerics"] == "canonical" and meta["isa"] == "avx2" and "cpu_flags" not in meta
+        assert runtime.machine_facts()["cpu_flags"] == ["amx_bf16"]
     finally:
         torch.set_num_threads(n)
 

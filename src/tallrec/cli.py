@@ -38,6 +38,16 @@ def say(message: str) -> None:
 app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, help=__doc__)
 
 
+@app.callback()
+def _numerics(ctx: typer.Context) -> None:
+    """Every command but score and rank runs a stage: it needs the canonical numerics (tallrec.launch)."""
+    from tallrec import numerics
+    from tallrec.launch import FREE_COMMANDS
+
+    if ctx.invoked_subcommand not in FREE_COMMANDS:
+        numerics.require()
+
+
 PARAMS_OPTION = typer.Option(paths.PARAMS, "--params")
 
 

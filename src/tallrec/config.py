@@ -185,7 +185,7 @@ class BaselineParams:
     dros_beta: float = _p(1.0, _positive)
     bert_layers: int = _p(4, _at_least(1))
     bert_hidden: int = _p(512, _at_least(1))
-    bert_bf16: bool = True
+    bert_bf16: bool = False  # bf16 autocast (text encoder, big GRU): bytes then follow the CPU
     sasrec_blocks: int = _p(2, _at_least(1))
     sasrec_heads: int = _p(1, _at_least(1))
     caser_h_filters: int = _p(16, _at_least(1))
@@ -199,11 +199,11 @@ class BaselineParams:
 class ModelParams:
     name: str = _p("smollm2-135m", _non_empty)
     source: str | None = None  # a local Hugging Face folder or a hub id, for a name outside the catalog
-    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "fp32"  # canonical; auto/bf16/fp16 follow the machine
     quantize: Literal["none", "8bit", "4bit"] = "none"
     max_length: int = _p(512, _at_least(8))
     device: str | None = None  # null = cuda when present, else cpu
-    threads: int | None = _p(None, _optional_positive)  # torch threads; null = every core this process may use
+    threads: int | None = _p(2, _optional_positive)  # torch threads, fixed (null = every core: machine-dependent)
 
 
 @dataclass(frozen=True)

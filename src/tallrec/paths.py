@@ -10,6 +10,7 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 PARAMS = Path("params.yaml")
 SCRATCH = Path("scratch")  # ignored by git: checkpoints of unfinished runs
+RUN_LOGS = Path("logs")  # ignored by git, no DVC output: wall times, resume points, the machine's facts
 
 DOMAINS = ("movie", "book")
 SPLITS = ("train", "valid", "test")
@@ -95,3 +96,7 @@ def baseline_metrics_path(model: str) -> Path:
 
 def baseline_predictions_path(model: str, domain: str, k: int, seed: int) -> Path:
     return METRICS / "predictions" / "baselines" / model / f"{domain}_k{k}_seed{seed}.parquet"
+
+
+def run_log_path(name: str) -> Path:
+    return RUN_LOGS / f"{name}.json"

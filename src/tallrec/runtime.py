@@ -1,6 +1,7 @@
-"""Where a run executes: device, dtype and thread count, decided from params and fixed facts of the
-machine (CPU flags, CPU affinity), never from a timing probe or the machine's momentary load, and
-recorded in each run's metadata (`run_metadata`)."""
+"""Where a run executes: device, dtype and thread count, decided from params (and, for `auto`, fixed
+facts of the machine), never from a timing probe or the machine's momentary load. `run_metadata` is what
+a hashed output records of it: only what params and code determine (tallrec.numerics); the facts of the
+machine (CPU flags, core count) and wall times go to the run log (tallrec.io.write_run_log)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,14 @@ from functools import lru_cache
 
 import torch
 
+from tallrec import numerics
+
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of native bf16 matrix arithmetic
 
 
 @lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return numerics.cpu_flags()
 
 
 def native_bf16() -> bool:
@@ -61,22 +56,30 @@ def usable_cores() -> int:
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """torch's thread count: `threads` (model.threads) or else every core this process may use."""
+    """torch's thread count: `threads` (model.threads) or else every core this process may use. A float
+    reduction's order follows the thread count, so the pipeline's params fix it (model.threads: 2)."""
     n = threads or usable_cores()
     torch.set_num_threads(n)
     return n
 
 
 def run_metadata(device: torch.device | str, dtype: torch.dtype) -> dict[str, object]:
-    """What a run's numbers depend on beyond its params; stored beside its results."""
+    """What a run's numbers depend on beyond its params, stored in its hashed outputs: only facts that
+    the params, the code and the locked environment fix, never the CPU's flags or a time."""
     return {
         "device": str(device),
         "dtype": dtype_name(dtype),
         "threads": torch.get_num_threads(),
-        "cpu_native_bf16_flags": sorted(f for f in NATIVE_BF16_FLAGS if f in cpu_flags()),
+        **numerics.settings(),
         "machine": platform.machine(),
         "torch": torch.__version__,
     }
+
+
+def machine_facts() -> dict[str, object]:
+    """What this machine is (for the run log, never for a hashed output)."""
+    kinds = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+    return {"cpu_flags": sorted(f for f in kinds if f in cpu_flags()), "cores": usable_cores(), "numerics": numerics.mode()}
 
 
 def quiet_libraries() -> None:
@@ -94,3 +97,12 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
     for name in ("bitsandbytes", "transformers", "peft", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def write_run_log(name: str, **facts: object) -> None:
+    """The run-specific record of a stage (seconds, resume points, this machine's flags and cores):
+    logs/<name>.json, which no stage reads and DVC does not hash, so two runs of the same params hash alike."""
+    from tallrec import paths
+    from tallrec.io import write_json
+
+    write_json({"name": name, **facts, **machine_facts()}, paths.run_log_path(name))

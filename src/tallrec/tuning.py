@@ -36,7 +36,7 @@ from tallrec.io import DataError, atomic_dir, remove_stale, sha256_of, write_jso
 from tallrec.metrics import auc as auc_of
 from tallrec.model import write_adapter
 from tallrec.prompts import alpaca_prompt, answer_tokens
-from tallrec.runtime import run_metadata
+from tallrec.runtime import run_metadata, write_run_log
 
 IGNORE = -100  # label of a token that gets no loss
 STATE = "train_state.json"
@@ -163,7 +163,11 @@ class TrainState:
     resumed_at: list[int] = field(default_factory=list)  # global steps at which a restarted run picked up
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-    runtime: dict[str, Any] = field(default_factory=dict)  # dtype, threads, device: what else the result depends on
+    runtime: dict[str, Any] = field(default_factory=dict)  # dtype, threads, numerics: what else the result depends on
+
+
+# facts of one run, not of its params: kept in the checkpoint and the run log, never in the hashed output
+RUN_SPECIFIC = ("resumed_at", "seconds")
 
 
 def seed_everything(seed: int) -> None:
@@ -347,7 +351,10 @@ def train(
 
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: its step is the same bytes on every AVX2 CPU; the default (foreach) step's float32 sqrt is
+    # not correctly rounded and follows the CPU's instructions (tallrec.numerics)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cpu" or None)
     state = TrainState(fingerprint=fingerprint, shortened_prompts=shortened_prompts,
                        runtime=run_metadata(device, next(model.parameters()).dtype))
     epoch_gen_state = gen.get_state()
@@ -398,7 +405,7 @@ def train(
             checkpoint_now()
             if stop_after_epochs is not None and state.epoch >= stop_after_epochs and state.epoch < cfg.epochs:
                 return state  # simulated interruption
-    return finish(model, state, out, ckpt, time.perf_counter() - start_time)
+    return finish(model, state, out, ckpt, time.perf_counter() - start_time, log_name=f"train/{desc}")
 
 
 def best_dir(ckpt: Path) -> Path:
@@ -412,10 +419,11 @@ def save_adapter(model, folder: Path) -> None:
         write_adapter(model, tmp)
 
 
-def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float) -> TrainState:
+def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float, log_name: str) -> TrainState:
     """Put the kept adapter and train_state.json into `out` as one rename (a kill leaves `out` whole:
     the old one or the finished one), then drop the checkpoint. With no epoch better than NaN the last
-    weights are kept."""
+    weights are kept. train_state.json holds only what params and code determine (a resumed run's
+    equals an uninterrupted one's); wall time and resume points go to the run log."""
     best = best_dir(ckpt)
     state.done, state.seconds = True, seconds
     with atomic_dir(out) as tmp:
@@ -424,7 +432,8 @@ def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float) -> T
                 shutil.copy2(best / name, tmp / name)
         else:
             write_adapter(model, tmp)
-        write_json(asdict(state), tmp / STATE)
+        write_json({k: v for k, v in asdict(state).items() if k not in RUN_SPECIFIC}, tmp / STATE)
+    write_run_log(log_name, output=str(out), **{k: getattr(state, k) for k in RUN_SPECIFIC})
     shutil.rmtree(ckpt, ignore_errors=True)
     shutil.rmtree(best, ignore_errors=True)
     return state

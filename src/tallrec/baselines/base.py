@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tallrec.config import BaselineParams
+from tallrec.metrics import auc
 
 UNK = 0  # the shared id of every item the K-shot training rows do not show often enough
 
@@ -187,15 +188,6 @@ def predict(model: nn.Module, batch, cfg: BaselineParams, bf16: bool = False) ->
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def auc(labels, scores) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels)
-    if len(np.unique(labels)) < 2:
-        return 0.5
-    return float(roc_auc_score(labels, np.asarray(scores)))
-
-
 @dataclass
 class Fit:
     weight_decay: float
@@ -222,7 +214,7 @@ def train_one(make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int,
             loss.float().backward()
             opt.step()
         score = auc(valid["label"].numpy(), predict(model, valid, cfg, bf16))
-        if score > best.valid_auc:
+        if score > best.valid_auc:  # a NaN AUC (diverged scores) is never an improvement
             best, stale = Fit(weight_decay, score, epoch, copy.deepcopy(model.state_dict())), 0
         else:
             stale += 1
@@ -235,6 +227,8 @@ def fit_and_select(make_model, loss_fn, train, valid, cfg: BaselineParams, seed:
     """Train once per weight decay; keep the one with the best validation AUC (first on ties)."""
     fits = [train_one(make_model, loss_fn, train, valid, cfg, seed, wd, bf16) for wd in cfg.weight_decays]
     best = max(fits, key=lambda f: f.valid_auc)  # max keeps the first of equal values
+    if not best.state:
+        raise ValueError("no epoch of any weight decay gave a finite validation AUC (the scores diverged)")
     torch.manual_seed(seed)
     model = make_model()
     model.load_state_dict(best.state)

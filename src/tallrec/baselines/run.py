@@ -22,7 +22,7 @@ from tallrec.baselines import MODELS, TEXT_MODELS, base
 from tallrec.baselines.base import Vocab
 from tallrec.config import BaselineParams, Params
 from tallrec.io import DataError, write_json, write_parquet
-from tallrec.runtime import native_bf16
+from tallrec.metrics import auc
 
 DROS_MODELS = ("dros", "dros_bert")
 
@@ -43,7 +43,7 @@ def builder(name: str, cfg: BaselineParams, vocab: Vocab, text: torch.Tensor | N
             model.candidate_text = candidate_text
             return model
 
-        bf16 = cfg.bert_bf16 and native_bf16()  # emulated bf16 (no AVX512-BF16 / AMX) is slower
+        bf16 = cfg.bert_bf16  # an explicit switch: emulated bf16 (no AVX512-BF16 / AMX) is slower, and bytes follow the CPU
     else:
         make_model, bf16 = partial(module.Model, cfg, vocab.size, history_len), False
     if name in DROS_MODELS:
@@ -74,7 +74,7 @@ def run_one(name: str, cfg: BaselineParams, train_df, valid_df, test_df, text=No
     model, best, per_wd = base.fit_and_select(make_model, loss_fn, train, valid, cfg, seed, bf16)
     scores = base.predict(model, test, cfg, bf16)
     return {
-        "auc": base.auc(test["label"].numpy(), scores),
+        "auc": auc(test["label"].numpy(), scores),
         "weight_decay": best.weight_decay,
         "valid_auc": best.valid_auc,
         "epochs": best.epochs,
@@ -88,9 +88,15 @@ def domain_splits(name: str, domain: str, val_size: int | None) -> dict[str, Any
     if domain not in paths.DOMAINS:
         raise ValueError(f"baselines train and test in one domain: {domain!r} is not one of {paths.DOMAINS}")
     valid = read_split(paths.split_path(domain, "valid"))
+    valid = valid.sample(n=min(val_size, valid.height), seed=0) if val_size else valid
+    test = read_split(paths.split_path(domain, "test"))
+    for split, df in (("valid", valid), ("test", test)):
+        if df["label"].n_unique() < 2:  # AUC is undefined: no epoch or weight decay could be chosen or scored
+            raise DataError(paths.split_path(domain, split), f"{'the validation subset' if split == 'valid' else 'the test split'} "
+                                                            f"({df.height} rows) holds one class only: its AUC is undefined")
     splits: dict[str, Any] = {
-        "valid": valid.sample(n=min(val_size, valid.height), seed=0) if val_size else valid,
-        "test": read_split(paths.split_path(domain, "test")),
+        "valid": valid,
+        "test": test,
         "text": None,
         "text_index": None,
     }

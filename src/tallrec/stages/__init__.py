@@ -1,10 +1,15 @@
 """One module per DVC stage, each a short `main(params, ...)`: `python -m tallrec.stages.<name> ARGS` is
-what dvc.yaml runs, and the `tallrec` command calls the same functions."""
+what dvc.yaml runs, and the `tallrec` command calls the same functions. Both run under the canonical
+numerics (tallrec.numerics), put in place here, before any stage module imports torch."""
 
 from __future__ import annotations
 
 import sys
 from typing import Callable
+
+from tallrec import numerics
+
+numerics.pin_if_early()
 
 
 def one_line(error: BaseException) -> str:
@@ -17,20 +22,25 @@ def one_line(error: BaseException) -> str:
 def expected_errors() -> tuple[type[BaseException], ...]:
     from tallrec.io import DataError
 
-    return DataError, ValueError, FileNotFoundError
+    return DataError, ValueError, FileNotFoundError, numerics.NumericsError
 
 
 def run(main: Callable, *types: type) -> None:
     """Entry point of a stage module: parse the arguments by `types`, read params.yaml, run `main`,
     print what it returns; bad input is one line and exit status 1."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        numerics.require()
+    except numerics.NumericsError as e:
+        console.print(one_line(e), highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
     from tallrec.runtime import quiet_libraries
 
     quiet_libraries()  # before transformers, peft or bitsandbytes are imported
-    from rich.console import Console
-
     from tallrec.config import load_params
 
-    console = Console(stderr=True)
     args = sys.argv[1:]
     try:
         if len(args) != len(types):
