@@ -120,3 +120,44 @@ def test_a_stage_stops_on_bad_params_before_loading_anything(tmp_path, command):
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "model.name: 'gpt5' is not in the catalog" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("old, new, message, on_line", [
+    # DVC (ruamel, YAML 1.2) refuses a duplicate key: taking the last one silently trained 500 epochs
+    ("  max_epochs: 3 ", "  max_epochs: 3\n  max_epochs: 500 ", r"YAML syntax error: found duplicate key 'max_epochs'", "max_epochs: 500"),
+    ("  lr: 1.0e-3 ", "  lr: .inf ", r"rec_tune.lr: inf must be a finite number", "lr: .inf"),
+    ("  weight_decay: 0.0\n  max_grad_norm: 1.0\n  checkpoint_steps: 0           #", "  weight_decay: .nan\n  max_grad_norm: 1.0\n  checkpoint_steps: 0           #",
+     r"rec_tune.weight_decay: nan must be a finite number", "weight_decay: .nan"),
+    ("  bootstrap: 1000 ", "  bootstrap: 1000000000000 ", r"report.bootstrap: 1000000000000 must be <= 100000", "bootstrap:"),
+    ("  r: 8\n", "  r: 100000\n", r"lora.r: 100000 must be <= 1024", "r: 100000"),
+    ("  threads: 2                    # torch", "  threads: 100000               # torch", r"model.threads: 100000 must be <= 1024", "threads: 100000"),
+    ("  device: null ", "  device: tpu ", r"model.device: 'tpu' must be null, cpu, cuda or cuda:<index>", "device: tpu"),
+    ("  separator: \", \"", "  separator: \", {nope}\"", None, None),
+    ("  instruction: Given the user's", "  instruction: Given {nope} the user's", r"prompt.instruction: .* unknown field \{nope\}: it may use \{noun\}", "{nope}"),
+    ("    book: {noun: book, text: '\"{title}\" written by {author}'}", "    book: {noun: book, text: '\"{title}\" by {writer}'}",
+     r"prompt.items.book.text: unknown field \{writer\}: it may use \{author\}, \{title\}", "{writer}"),
+])
+def test_params_mean_what_dvc_reads_and_values_that_can_only_be_mistakes_are_refused(tmp_path, old, new, message, on_line):
+    path = changed(tmp_path, old, new)
+    if message is None:  # the separator is joined, never formatted: braces are plain text there
+        assert load_params(path).prompt.separator == ", {nope}"
+        return
+    with pytest.raises(ParamsError, match=r"params.yaml:\d+: " + message) as e:
+        load_params(path)
+    assert "\n" not in str(e.value)
+    line = int(str(e.value).split(":")[1])
+    assert on_line in path.read_text().splitlines()[line - 1]
+
+
+def test_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
+    """`lr: 1e-4` is a float to DVC (YAML 1.2's core schema), which `dvc params diff` shows as 0.0001;
+    PyYAML's YAML 1.1 wants a dot and read a text. 010 is ten in YAML 1.2, not eight."""
+    from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
+
+    text = TEXT.replace("  lr: 1.0e-3 ", "  lr: 1e-4 ").replace("  epochs: 20 ", "  epochs: 010 ")
+    path = write(tmp_path, text)
+    ours = load_params(path)
+    theirs = dvc_parse_yaml(text, str(path))
+    assert ours.rec_tune.lr == theirs["rec_tune"]["lr"] == 1e-4
+    assert ours.baselines.epochs == theirs["baselines"]["epochs"] == 10
+    assert load_params(ROOT / "params.yaml", ["rec_tune.lr=5e-4"]).rec_tune.lr == 5e-4

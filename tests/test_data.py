@@ -356,3 +356,45 @@ def test_prepare_killed_midway_leaves_a_complete_folder(point, tmp_path, monkeyp
     data.prepare("movie", new_params, raw=Path("raw"))
     assert _tree(folder) == new
     assert _leftovers(processed) == []
+
+
+@pytest.mark.parametrize("writer", ["atomic_dir", "atomic_path"])
+def test_what_a_killed_writer_left_is_removed_by_the_next_one_and_git_ignores_it(tmp_path, writer):
+    """A killed `sample` left data/processed/.shots.<random>.tmp/ (2.5 MB of licensed rows) that later
+    runs kept and `git add -A` would have committed. Every atomic writer clears its own leftovers first,
+    and .gitignore covers every temporary name they make."""
+    target = tmp_path / "processed" / "shots"
+    left = [tmp_path / "processed" / ".shots.k3j9x_ab.tmp", tmp_path / "processed" / ".shots.q1.tmp"]
+    left[0].mkdir(parents=True)
+    (left[0] / "movie.parquet").write_bytes(b"licensed rows")
+    left[1].write_bytes(b"half a file")
+    other = tmp_path / "processed" / ".movie.zz.tmp"  # another output's temporary: not this writer's to remove
+    other.write_bytes(b"x")
+    if writer == "atomic_dir":
+        with io.atomic_dir(target) as tmp:
+            (tmp / "a").write_text("new")
+    else:
+        with io.atomic_path(target) as tmp:
+            tmp.write_text("new")
+    assert not any(p.exists() for p in left) and other.exists()
+    names = ["data/processed/.shots.k3j9x_ab.tmp/movie.parquet", "data/processed/.shots.q1.tmp", "reports/.figure3.png.x1.tmp",
+             "models/rec/m/.tallrec_movie_k64_seed0.old/adapter_model.safetensors"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert ignored.stdout.split() == names
+
+
+@pytest.mark.parametrize("damage", ["truncate", "reencode"])
+def test_the_prepare_stage_refuses_raw_files_that_fetch_would_refuse(tmp_path, monkeypatch, damage):
+    """Half of a raw file gave fewer rows with rc 0, u.item re-encoded as UTF-8 garbled titles: the
+    prepare stage checks the pinned sha256 of every raw file it reads, as fetch does."""
+    from tallrec.stages import prepare as stage
+
+    monkeypatch.chdir(tmp_path)
+    params = Params()
+    data.fetch(Path(__file__).parents[1] / params.data.mirror, paths.RAW, data.RAW_FILES["movie"])
+    item = paths.RAW / "ml-100k" / "u.item"
+    raw = item.read_bytes()
+    item.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else raw.decode("latin-1").encode("utf-8"))
+    with pytest.raises(DataError, match=r"data/raw/ml-100k/u.item: sha256 .* is not the pinned release's"):
+        stage.main(params, "movie")
+    assert not paths.processed_dir("movie").exists()

@@ -214,3 +214,51 @@ def test_a_saved_adapter_is_byte_identical_whatever_the_hash_seed(tiny_backbone,
         subprocess.run([sys.executable, "-c", script, str(tiny_backbone), str(out)], check=True, env=env, timeout=300)
         configs.add((out / "adapter_config.json").read_bytes())
     assert len(configs) == 1
+
+
+def test_a_crafted_backbone_never_runs_its_own_code(tiny_backbone, tmp_path):
+    """A folder whose config.json and tokenizer_config.json carry an `auto_map` to a .py beside them:
+    transformers asked "Do you wish to run the custom code? [y/N]" and ran it on y. Every load passes
+    trust_remote_code=False: no prompt, the code never runs (here stdin answers y all the same)."""
+    import shutil
+    import subprocess
+    import sys
+
+    evil = tmp_path / "evil_base"
+    shutil.copytree(tiny_backbone, evil)
+    marker = tmp_path / "the_code_ran"
+    (evil / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                  "from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast\n"
+                                  "class EvilConfig(LlamaConfig): pass\nclass EvilModel(LlamaForCausalLM): pass\n"
+                                  "class EvilTokenizer(PreTrainedTokenizerFast): pass\n")
+    for name, auto_map in (("config.json", {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}),
+                           ("tokenizer_config.json", {"AutoTokenizer": [None, "evil.EvilTokenizer"]})):
+        config = json.loads((evil / name).read_text())
+        # a model type transformers does not know: only the folder's own code could build it
+        (evil / name).write_text(json.dumps({**config, "auto_map": auto_map, "model_type": "evil_llama"}))
+    code = ("from tallrec.model import load_base\nfrom tallrec.stages import one_line\n"
+            f"try:\n    load_base({str(evil)!r})\nexcept ValueError as e:\n    print(one_line(e))")
+    done = subprocess.run([sys.executable, "-c", code], input="y\ny\ny\n", capture_output=True, text=True, timeout=120)
+    assert not marker.exists(), "the crafted folder's code ran"
+    assert "custom code" not in done.stdout + done.stderr, done.stdout
+    assert done.returncode == 0 and "evil_base" in done.stdout and "runs no code" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+def test_a_hub_backbone_fails_at_once_in_one_line_when_offline(tmp_path):
+    """A crafted tallrec_base.json of kind hub spent 49 s on network attempts, then a 261-line traceback."""
+    import subprocess
+    import sys
+    import time
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / M.BASE_INFO).write_text(json.dumps({"name": "x", "kind": "hub", "source": "someone/no-such-model"}))
+    code = (f"from tallrec.stages import run\nfrom tallrec.model import load_base\nimport sys\nsys.argv = ['stage']\n"
+            f"run(lambda params: load_base({str(base)!r}))")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=M.__file__.rsplit("/src/", 1)[0],
+                          env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
+    assert "someone/no-such-model" in lines[0] and "offline" in lines[0] and time.monotonic() - start < 30

@@ -20,6 +20,7 @@ import pytest
 from tallrec import evaluation as E
 from tallrec.metrics import auc
 from tallrec import paths
+from tallrec.io import PREDICTION_COLUMNS
 from tallrec.config import Params, with_changes
 
 from test_tuning import one_thread, toy_frame  # noqa: F401 (autouse fixture)
@@ -116,7 +117,7 @@ def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
         assert summary["runtime"]["dtype"] == "fp32" and summary["shortened_prompts"] == {"movie": 0, "book": 0}
         for domain in ("movie", "book"):
             pred = pl.read_parquet(E.predictions_path(config, domain))
-            assert tuple(pred.columns) == E.PREDICTION_COLUMNS and pred.height == 12
+            assert tuple(pred.columns) == PREDICTION_COLUMNS and pred.height == 12
             assert summary["auc"][domain] == pytest.approx(auc(pred["label"].to_numpy(), pred["score"].to_numpy()))
 
     summarize.main(params)
@@ -163,6 +164,9 @@ def test_a_sigkilled_rec_tune_resumes_to_the_same_adapter(tiny_project, tmp_path
     whole = run_rec_tune(project)
     assert whole.wait(timeout=600) == 0, whole.stderr.read()
     reference, reference_state = adapter.read_bytes(), (adapter.parent / "train_state.json").read_bytes()
+    curves = paths.LLM_CURVES / "rt_movie_k64_seed0"
+    reference_curves = {p.relative_to(curves): p.read_bytes() for p in curves.rglob("*") if p.is_file()}
+    assert len(reference_curves) >= 3
     adapter.parent.rename(tmp_path / "reference")
 
     child = run_rec_tune(project)
@@ -178,11 +182,30 @@ def test_a_sigkilled_rec_tune_resumes_to_the_same_adapter(tiny_project, tmp_path
     assert child.wait() == -signal.SIGKILL
     killed_at = json.loads(next((paths.SCRATCH / "checkpoints").glob("[!.]*/train_state.json")).read_text())
     assert 20 <= killed_at["global_step"] < 48 and not adapter.exists()
+    # the killed run never touched the finished curves: they still belong with the last finished adapter
+    assert {p.relative_to(curves): p.read_bytes() for p in curves.rglob("*") if p.is_file()} == reference_curves
 
     resumed = run_rec_tune(project)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     assert adapter.read_bytes() == reference
     # the whole output folder hashes alike (DVC re-runs nothing downstream); the resume point is in the run log
     assert (adapter.parent / "train_state.json").read_bytes() == reference_state
+    assert {p.relative_to(curves): p.read_bytes() for p in curves.rglob("*") if p.is_file()} == reference_curves
     assert json.loads(paths.run_log_path("train/rt_movie_k64_seed0").read_text())["resumed_at"] == [killed_at["global_step"]]
     assert list((paths.SCRATCH / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize("stage, args, problem", [
+    ("rec_tune", ["../evil", "movie", "64", "0"], "variant '../evil' is not one of tallrec, rt, at"),
+    ("rec_tune", ["tallrec", "../../tmp", "64", "0"], "train domain '../../tmp' is not one of movie, book, both"),
+    ("evaluate", ["tallrec", "movie", "-64", "0"], "K must be >= 1, not -64"),
+    ("evaluate", ["tallrec", "movie", "64", "-1"], "seed must be >= 0, not -1"),
+])
+def test_a_stage_module_checks_its_arguments_as_the_cli_does(tmp_path, stage, args, problem):
+    """`python -m tallrec.stages.rec_tune ../evil movie 64 0` trained and wrote outside models/rec/."""
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", f"tallrec.stages.{stage}", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1 and problem in lines[0], done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -124,3 +124,85 @@ def test_at_is_one_level_whatever_k_train_domain_and_seed_its_name_carries():
     assert value == pytest.approx(auc(LABELS, noisy(3, 1.0)))
     assert low <= value <= high
     assert at_level(runs, "movie", 50, 0) is None
+
+
+def test_figure3_draws_the_table_cells_and_like_share_on_the_rows_each_point_was_scored_on(tmp_path, monkeypatch):
+    """Figure 3 drew like-share from the full test sets while the K=256 book point was scored on 200 rows
+    (0.711 there against 0.685 on the point's rows): the figure showed the opposite of the table."""
+    from tallrec import report
+
+    subset = np.arange(0, 40, 2)  # the TALLRec points: a seeded 20-row subset of the 40 test rows
+    share = noisy(7, 0.4)
+    share[subset] = noisy(8, 0.05)[subset]  # like-share ranks the subset worse than the whole set
+    runs = [Run("tallrec", "movie", frame(noisy(s, 0.6)[subset], subset), "movie", k, s, "m") for k in (16, 64) for s in (0, 1)]
+    runs += [Run("like_share", "movie", frame(share), "movie", k, 0) for k in (16, 64)]
+    drawn = {}
+    monkeypatch.setattr(report, "_save", lambda fig, title, out: drawn.update(
+        {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].get_lines()}))
+    figure3(runs, ["movie"], tmp_path / "f.png", 50, 0)
+    cells = {c.k: c for c in table3_cells(runs, ["movie"], [16, 64], 50, 0)}
+    ks, means = drawn[report.ROW_NAMES["tallrec"]]
+    assert ks == [16, 64] and means == pytest.approx([cells[k].rows["tallrec"].mean for k in ks])
+    floor_ks, floor = drawn[report.ROW_NAMES["like_share"]]
+    assert auc(LABELS[subset], share[subset]) != pytest.approx(auc(LABELS, share), abs=0.02)
+    assert floor_ks == [16, 64] and floor == pytest.approx([cells[k].rows["like_share"].mean for k in ks])
+    assert floor == pytest.approx([auc(LABELS[subset], share[subset])] * 2)
+
+
+def _import(folder, name, configs, frames, baselines=()):
+    """An experiment folder as `tallrec import-experiments` writes it, with the given predictions."""
+    import json
+
+    exp = folder / name
+    for config, (variant, seed, df) in zip(configs, frames):
+        (exp / "metrics" / "predictions" / "llm" / config).mkdir(parents=True)
+        df.write_parquet(exp / "metrics" / "predictions" / "llm" / config / "movie.parquet")
+        (exp / "metrics" / "llm" / f"{config}.json").parent.mkdir(parents=True, exist_ok=True)
+        (exp / "metrics" / "llm" / f"{config}.json").write_text(json.dumps(
+            {"variant": variant, "train_domain": "movie", "k": 64, "seed": seed, "model": "m", "auc": {"movie": 0.5}}))
+    (exp / "experiment.json").write_text(json.dumps({"llm_configs": list(configs), "baselines": list(baselines),
+                                                     "baseline_grid": {}}))
+    return exp
+
+
+@pytest.mark.parametrize("crafted, message", [
+    ("duplicate", r"tallrec trained on movie K=64 seed 1 .* imported from both a-real and z-crafted; remove it from one"),
+    ("nan", r"z-crafted/.*movie.parquet: score nan \(user u0\): scores must be finite numbers"),
+    ("label", r"z-crafted/.*movie.parquet: label 2 \(user u0\): labels must be 0 or 1"),
+    ("traversal", r"z-crafted/experiment.json: llm_configs must be a list of plain names"),
+    ("list", r"z-crafted/experiment.json: expected an object with llm_configs"),
+    ("no_score", r"z-crafted/.*movie.parquet: missing column 'score'"),
+])
+def test_a_crafted_import_is_refused_in_one_line_never_chosen(tmp_path, crafted, message):
+    """A crafted import (the seed-1 configuration again, scores = labels, more rows) replaced the real
+    one because "most rows wins": TALLRec movie K=64 went from 0.658 to 0.741."""
+    import json
+
+    from tallrec.io import DataError
+    from tallrec.report import deduplicated, imported_runs
+
+    _import(tmp_path, "a-real", ["tallrec_movie_k64_seed1"], [("tallrec", 1, frame(noisy(1, 0.3)))])
+    fake = frame(LABELS.astype(float))
+    if crafted == "nan":
+        fake = fake.with_columns(score=pl.Series([float("nan")] * fake.height))
+    elif crafted == "label":
+        fake = fake.with_columns(label=pl.Series([2] * fake.height, dtype=pl.Int8))
+    elif crafted == "no_score":
+        fake = fake.drop("score")
+    exp = _import(tmp_path, "z-crafted", ["tallrec_movie_k64_seed1"], [("tallrec", 1, fake)])
+    if crafted == "traversal":
+        (exp / "experiment.json").write_text(json.dumps({"llm_configs": ["../../../etc/x"], "baselines": []}))
+    elif crafted == "list":
+        (exp / "experiment.json").write_text("[1, 2]")
+    with pytest.raises((DataError, ValueError), match=message) as e:
+        deduplicated(imported_runs(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_the_workspace_run_supersedes_an_imported_copy_of_its_configuration(tmp_path):
+    from tallrec.report import deduplicated, imported_runs
+
+    _import(tmp_path, "old-exp", ["tallrec_movie_k64_seed0"], [("tallrec", 0, frame(LABELS.astype(float)))])
+    mine = Run("tallrec", "movie", frame(noisy(0, 0.3)), "movie", 64, 0, "m")
+    kept = deduplicated([mine, *imported_runs(tmp_path)])
+    assert kept == [mine]

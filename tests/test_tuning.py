@@ -327,16 +327,18 @@ def test_resumed_curves_continue_the_step_count(tiny_backbone, tmp_path, monkeyp
         model = add_lora(model, LoraParams(r=4, alpha=8, dropout=0.0))
         train_df, valid_df = toy_frame(8, 1), toy_frame(8, 2)
         cfg = tcfg(batch_size=8, micro_batch=4, epochs=3, patience=10)
-        live = curves("toy", resume=(tmp_path / "ckpt" / "train_state.json").exists())
+        live = curves(tmp_path / "ckpt.curves", resume=(tmp_path / "ckpt" / "train_state.json").exists())
         try:
             return train(model, tok, encode_all(tok, rec_prompts(train_df), train_df["output"].to_list(), cfg), cfg,
                          tmp_path / "out", fingerprint="curves", checkpoint=tmp_path / "ckpt",
-                         valid=(rec_prompts(valid_df), valid_df["label"].to_list()), live=live, stop_after_epochs=stop)
+                         valid=(rec_prompts(valid_df), valid_df["label"].to_list()), live=live,
+                         publish=[(tmp_path / "ckpt.curves", Path("metrics/curves/llm/toy"))], stop_after_epochs=stop)
         finally:
             live.end()
 
     assert not run(stop=1).done
-    assert run(stop=None).done
+    assert not Path("metrics/curves/llm/toy").exists()  # published with the adapter, not before
+    assert run(stop=None).done and not (tmp_path / "ckpt.curves").exists()
     metrics = Path("metrics/curves/llm/toy/plots/metrics")
     for tsv in (metrics / "train" / "loss.tsv", metrics / "valid" / "auc.tsv"):
         steps = [line.split("\t")[0] for line in tsv.read_text().splitlines()[1:]]

@@ -1,3 +1,3 @@
-from tallrec.cli import app
+from tallrec.launch import main
 
-app()
+main()

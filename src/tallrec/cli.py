@@ -97,12 +97,18 @@ def _load_options(adapter, base, dtype, quantize, device, batch_size):
 
 @app.command()
 def score(
-    input: Path = typer.Option(..., "--input", help="JSONL, one user a line: liked, disliked (lists of item texts), target (item text), optional domain"),
+    input: Path = typer.Option(
+        ...,
+        "--input",
+        help="JSONL, one user a line: liked, disliked (lists of item texts), target (item text), optional domain",
+    ),
     adapter: Optional[str] = typer.Option(None, help="peft adapter folder, or its name under models/"),
     base: Optional[str] = typer.Option(None, help="backbone folder or catalog name (default: the adapter's)"),
     output: Optional[Path] = typer.Option(None, help="default: <input>.scored.jsonl"),
     domain: str = typer.Option("movie", help="domain of lines that name none"),
-    on_error: str = typer.Option("skip", help="bad lines: skip (report each, score the rest) or fail (exit 1, write nothing)"),
+    on_error: str = typer.Option(
+        "skip", help="bad lines: skip (report each, score the rest) or fail (exit 1, write nothing)"
+    ),
     batch_size: int = typer.Option(8, min=1),
     dtype: str = typer.Option("auto", help="auto, bf16, fp16 or fp32"),
     quantize: str = typer.Option("none", help="none, 8bit or 4bit (bitsandbytes, for a GPU)"),
@@ -118,10 +124,20 @@ def score(
     n, problems, shortened = run_score(input, output, domain, on_error, load, params_file)
     for problem in problems:  # the user's texts and paths, escaped: they are not rich markup
         console.print(f"[yellow]skipped:[/] {escape(problem)}", highlight=False, soft_wrap=True)
-    console.print(escape(f"scored {n} lines into {output}" + (f", skipped {len(problems)} bad lines" if problems else "")
-                         + (f"; {shortened} prompts too long for the model lost their oldest history items"
-                            " (history_dropped in their lines)" if shortened else "")),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        escape(
+            f"scored {n} lines into {output}"
+            + (f", skipped {len(problems)} bad lines" if problems else "")
+            + (
+                f"; {shortened} prompts too long for the model lost their oldest history items"
+                " (history_dropped in their lines)"
+                if shortened
+                else ""
+            )
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -156,7 +172,9 @@ def rank(
 @app.command("base-model")
 def base_model(
     params_file: Path = PARAMS_OPTION,
-    gguf: Optional[Path] = typer.Option(None, help="a catalog backbone's joined GGUF file, instead of its installed packages (sha256 still checked)"),
+    gguf: Optional[Path] = typer.Option(
+        None, help="a catalog backbone's joined GGUF file, instead of its installed packages (sha256 still checked)"
+    ),
 ) -> None:
     """Turn model.name into models/base/<name>/: verify and dequantize a catalog GGUF once (or record a HF model)."""
     from tallrec.stages import base_model as stage
@@ -215,8 +233,10 @@ def text_embed_cmd(domain: str = typer.Argument(..., help="movie or book"), para
 
 
 @app.command("baseline")
-def baseline_cmd(model: str = typer.Argument(..., help="gru4rec, caser, sasrec, dros, gru_bert or dros_bert"),
-                 params_file: Path = PARAMS_OPTION) -> None:
+def baseline_cmd(
+    model: str = typer.Argument(..., help="gru4rec, caser, sasrec, dros, gru_bert or dros_bert"),
+    params_file: Path = PARAMS_OPTION,
+) -> None:
     """Train one baseline on every domain x K x seed (weight decay chosen on valid); AUC into metrics/baselines/."""
     from tallrec.stages import baseline as stage
 
@@ -235,7 +255,9 @@ def references_cmd(params_file: Path = PARAMS_OPTION) -> None:
 
 
 @app.command("import-experiments")
-def import_experiments_cmd(names: Optional[list[str]] = typer.Argument(None, help="experiment names (default: all)")) -> None:
+def import_experiments_cmd(
+    names: Optional[list[str]] = typer.Argument(None, help="experiment names (default: all)"),
+) -> None:
     """Copy `dvc exp run` experiments' LLM predictions into reports/imported/ for the report."""
     from tallrec.experiments import import_experiments
 

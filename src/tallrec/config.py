@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -53,6 +54,31 @@ def _optional_positive(v) -> str | None:
     return None if v is None or v > 0 else "must be > 0 (or null)"
 
 
+def _between(lo, hi):
+    """A range whose upper end only a mistake passes (a trillion bootstrap resamples hung with 4.7 GB)."""
+    return lambda v: None if v is None or lo <= v <= hi else (f"must be >= {lo}" if v < lo else f"must be <= {hi}")
+
+
+def _device(v) -> str | None:
+    return None if v is None or re.fullmatch(r"cpu|cuda(:\d+)?", v) else "must be null, cpu, cuda or cuda:<index>"
+
+
+def _template(*fields: str):
+    """A str.format template that names only `fields` (an unknown one failed deep inside prepare)."""
+    import string
+
+    def check(text: str) -> str | None:
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        except ValueError as e:
+            return f"is not a valid template ({e}); write a literal brace as {{{{ or }}}}"
+        unknown = sorted(used - set(fields))
+        allowed = ", ".join(f"{{{f}}}" for f in sorted(fields))
+        return f"unknown field {{{unknown[0]}}}: it may use {allowed}" if unknown else None
+
+    return check
+
+
 def _non_empty(v) -> str | None:
     return None if len(v) else "must not be empty"
 
@@ -66,6 +92,7 @@ def _fractions(v) -> str | None:
 def _all(*checks):
     def check(v):
         return next((p for p in (c(v) for c in checks) if p), None)
+
     return check
 
 
@@ -87,6 +114,7 @@ def _seeds(*default: int):
 
 Domain = Literal["movie", "book"]
 ShotDomain = Literal["movie", "book", "both"]
+Variant = Literal["tallrec", "rt", "at"]  # continue stage 1, a fresh adapter, stage 1 alone
 IdBaseline = Literal["gru4rec", "caser", "sasrec", "dros"]
 TextBaseline = Literal["gru_bert", "dros_bert"]
 
@@ -131,8 +159,11 @@ def _default_items() -> dict[str, ItemTemplate]:
     return {"movie": ItemTemplate("movie", '"{title}"'), "book": ItemTemplate("book", '"{title}" written by {author}')}
 
 
+ITEM_FIELDS = {"movie": ("title",), "book": ("title", "author")}  # what data.py fills an item's text with
+
+
 def _items_check(items) -> str | None:
-    missing = [d for d in ("movie", "book") if d not in items]
+    missing = [d for d in ITEM_FIELDS if d not in items]
     return f"needs a template for {missing[0]}" if missing else None
 
 
@@ -140,13 +171,15 @@ def _items_check(items) -> str | None:
 class PromptParams:
     """The recommendation prompt; reproduces the released TALLRec data character for character."""
 
-    instruction: str = (
+    instruction: str = _p(
         "Given the user's preference and unpreference, identify whether the user will like the "
-        'target {noun} by answering "Yes." or "No.".'
+        'target {noun} by answering "Yes." or "No.".',
+        _template("noun"),
     )
-    input: str = (
+    input: str = _p(
         "User Preference: {liked}\nUser Unpreference: {disliked}\n"
-        "Whether the user will like the target {noun} {target}?"
+        "Whether the user will like the target {noun} {target}?",
+        _template("liked", "disliked", "noun", "target"),
     )
     separator: str = ", "
     yes: str = _p("Yes.", _non_empty)
@@ -191,8 +224,8 @@ class BaselineParams:
     caser_h_filters: int = _p(16, _at_least(1))
     caser_v_filters: int = _p(4, _at_least(1))
     text_encoder: Literal["all-MiniLM-L6-v2"] = "all-MiniLM-L6-v2"
-    threads: int = _p(2, _at_least(1))
-    workers: int = _p(2, _at_least(1))
+    threads: int = _p(2, _between(1, 1024))
+    workers: int = _p(2, _between(1, 256))
 
 
 @dataclass(frozen=True)
@@ -202,13 +235,13 @@ class ModelParams:
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "fp32"  # canonical; auto/bf16/fp16 follow the machine
     quantize: Literal["none", "8bit", "4bit"] = "none"
     max_length: int = _p(512, _at_least(8))
-    device: str | None = None  # null = cuda when present, else cpu
-    threads: int | None = _p(2, _optional_positive)  # torch threads, fixed (null = every core: machine-dependent)
+    device: str | None = _p(None, _device)  # null = cuda when present, else cpu
+    threads: int | None = _p(2, _between(1, 1024))  # torch threads, fixed (null = every core: machine-dependent)
 
 
 @dataclass(frozen=True)
 class LoraParams:
-    r: int = _p(8, _at_least(1))
+    r: int = _p(8, _between(1, 1024))
     alpha: int = _p(16, _positive)
     dropout: float = _p(0.05, lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
     target_modules: tuple[str, ...] = _p(("q_proj", "v_proj"), _non_empty)
@@ -232,7 +265,7 @@ class AlpacaTuneParams:
 
 @dataclass(frozen=True)
 class RecTuneParams:
-    variants: tuple[Literal["tallrec", "rt", "at"], ...] = _p(("tallrec",), _non_empty)
+    variants: tuple[Variant, ...] = _p(("tallrec",), _non_empty)
     train_domains: tuple[ShotDomain, ...] = _p(("movie",), _non_empty)
     ks: tuple[int, ...] = _ks(64)
     seeds: tuple[int, ...] = _seeds(0)
@@ -259,6 +292,18 @@ class RecRun:
     k: int
     seed: int
 
+    def __post_init__(self) -> None:
+        # a stage module's arguments become folder names: only the grid's own values are accepted
+        for what, value, choices in (
+            ("variant", self.variant, typing.get_args(Variant)),
+            ("train domain", self.train_domain, typing.get_args(ShotDomain)),
+        ):
+            if value not in choices:
+                raise ValueError(f"{what} {value!r} is not one of {', '.join(choices)}")
+        for what, value, low in (("K", self.k, 1), ("seed", self.seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{what} must be >= {low}, not {value!r}")
+
     @property
     def name(self) -> str:
         return f"{self.variant}_{self.train_domain}_k{self.k}_seed{self.seed}"
@@ -266,7 +311,13 @@ class RecRun:
 
 def rec_grid(section: RecTuneParams) -> list[RecRun]:
     """Every configuration, in dvc.yaml's matrix order (variant, train domain, K, seed)."""
-    return [RecRun(v, d, k, s) for v in section.variants for d in section.train_domains for k in section.ks for s in section.seeds]
+    return [
+        RecRun(v, d, k, s)
+        for v in section.variants
+        for d in section.train_domains
+        for k in section.ks
+        for s in section.seeds
+    ]
 
 
 @dataclass(frozen=True)
@@ -278,8 +329,8 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class ReportParams:
-    bootstrap: int = _p(1000, _at_least(1))  # resamples of the test users for confidence intervals and p-values
-    seed: int = 0                            # of those resamples
+    bootstrap: int = _p(1000, _between(1, 100_000))  # resamples of the test users for confidence intervals and p-values
+    seed: int = 0  # of those resamples
 
 
 @dataclass(frozen=True)
@@ -299,19 +350,33 @@ class Params:
 def _cross_checks(p: Params) -> list[tuple[str, str]]:
     """Rules between keys: (key, problem) for each one broken."""
     problems = []
+    for domain, fields in ITEM_FIELDS.items():
+        problem = _template(*fields)(p.prompt.items[domain].text)
+        if problem:
+            problems.append((f"prompt.items.{domain}.text", problem))
     for name in ("alpaca_tune", "rec_tune"):
         section = getattr(p, name)
         if section.batch_size % section.micro_batch:
-            problems.append((f"{name}.micro_batch",
-                             f"{section.micro_batch} does not divide {name}.batch_size {section.batch_size}"))
+            problems.append(
+                (f"{name}.micro_batch", f"{section.micro_batch} does not divide {name}.batch_size {section.batch_size}")
+            )
     if p.model.name not in CATALOG and p.model.source is None:
-        problems.append(("model.name", f"{p.model.name!r} is not in the catalog ({', '.join(CATALOG)}); "
-                                       "a backbone outside it needs model.source (a local folder or a hub id)"))
+        problems.append(
+            (
+                "model.name",
+                f"{p.model.name!r} is not in the catalog ({', '.join(CATALOG)}); "
+                "a backbone outside it needs model.source (a local folder or a hub id)",
+            )
+        )
     for domain in p.rec_tune.train_domains:
         if domain not in p.sample.domains:
             problems.append(("rec_tune.train_domains", f"{domain!r} is not drawn by sample.domains"))
-    for key, wanted, have in (("rec_tune.ks", p.rec_tune.ks, p.sample.ks), ("rec_tune.seeds", p.rec_tune.seeds, p.sample.seeds),
-                              ("baselines.ks", p.baselines.ks, p.sample.ks), ("baselines.seeds", p.baselines.seeds, p.sample.seeds)):
+    for key, wanted, have in (
+        ("rec_tune.ks", p.rec_tune.ks, p.sample.ks),
+        ("rec_tune.seeds", p.rec_tune.seeds, p.sample.seeds),
+        ("baselines.ks", p.baselines.ks, p.sample.ks),
+        ("baselines.seeds", p.baselines.seeds, p.sample.seeds),
+    ):
         extra = [v for v in wanted if v not in have]
         if extra:
             problems.append((key, f"{extra[0]} is not drawn by sample.{key.split('.')[1]}"))
@@ -362,6 +427,8 @@ def _convert(tp, value, key: str, fail) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            fail(key, f"{value} must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -380,7 +447,10 @@ def _build(cls, mapping, prefix: str, fail):
             fail(prefix, f"key {key!r} is a boolean in YAML: quote it")
         if key not in known:
             near = difflib.get_close_matches(str(key), known, n=1)
-            fail(f"{prefix}.{key}" if prefix else str(key), "unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
+            fail(
+                f"{prefix}.{key}" if prefix else str(key),
+                "unknown key" + (f" (did you mean {near[0]}?)" if near else ""),
+            )
     kwargs = {}
     for name, f in known.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -396,16 +466,55 @@ def _build(cls, mapping, prefix: str, fail):
 
 
 class Yaml12Loader(yaml.SafeLoader):
-    """PyYAML reads YAML 1.1, where a bare yes/no/on/off is a boolean; DVC reads and writes params.yaml as
-    YAML 1.2 (ruamel), where only true/false are, and `dvc exp run -S` rewrites the file with such keys
-    unquoted (`yes: Yes.`). Reading it the way DVC does keeps both sides agreeing on every key."""
+    """params.yaml read as DVC reads it: YAML 1.2's core schema (ruamel). PyYAML reads YAML 1.1, where a
+    bare yes/no/on/off is a boolean (`dvc exp run -S` rewrites the file with `yes: Yes.` unquoted), a
+    float needs a dot (`1e-4` was a text), 010 is eight and 1:30 is ninety; and it keeps the last of two
+    equal keys, which DVC refuses. Here every one of those means what it means to DVC."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
+_YAML12_TYPES = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML12_TYPES]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+
+
+def _yaml12_int(loader, node) -> int:
+    text = loader.construct_scalar(node)
+    return int(text[2:], 8) if text.startswith("0o") else int(text[2:], 16) if text.startswith("0x") else int(text, 10)
+
+
+def _yaml12_float(loader, node) -> float:
+    text = loader.construct_scalar(node).lower()
+    return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _yaml12_float)
 
 
 def _key_lines(text: str) -> dict[str, int]:

@@ -30,7 +30,17 @@ from rich.progress import Progress
 
 from tallrec import paths
 from tallrec.config import BookData, MovieData, Params, PromptParams
-from tallrec.io import DataError, atomic_dir, atomic_path, read_json, read_text, remove_stale, sha256_of, write_json, write_parquet
+from tallrec.io import (
+    DataError,
+    atomic_dir,
+    atomic_path,
+    read_json,
+    read_text,
+    remove_stale,
+    sha256_of,
+    write_json,
+    write_parquet,
+)
 from tallrec.prompts import RecTemplate
 
 
@@ -48,19 +58,61 @@ ALPACA_JSON = "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/
 
 RAW_FILES: dict[str, list[RawFile]] = {
     "movie": [
-        RawFile("ml-100k/u.data", "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490", ML100K_ZIP, "ml-100k/u.data"),
-        RawFile("ml-100k/u.item", "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701", ML100K_ZIP, "ml-100k/u.item"),
-        RawFile("ml-100k/u.user", "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c", ML100K_ZIP, "ml-100k/u.user"),
-        RawFile("ml-100k/u.genre", "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb", ML100K_ZIP, "ml-100k/u.genre"),
-        RawFile("ml-100k/README", "4883b8cf340ed0059971b33f56ad3adc88a40792108ebca3d24aafc4c82e8b52", ML100K_ZIP, "ml-100k/README"),
+        RawFile(
+            "ml-100k/u.data",
+            "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+            ML100K_ZIP,
+            "ml-100k/u.data",
+        ),
+        RawFile(
+            "ml-100k/u.item",
+            "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+            ML100K_ZIP,
+            "ml-100k/u.item",
+        ),
+        RawFile(
+            "ml-100k/u.user",
+            "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
+            ML100K_ZIP,
+            "ml-100k/u.user",
+        ),
+        RawFile(
+            "ml-100k/u.genre",
+            "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
+            ML100K_ZIP,
+            "ml-100k/u.genre",
+        ),
+        RawFile(
+            "ml-100k/README",
+            "4883b8cf340ed0059971b33f56ad3adc88a40792108ebca3d24aafc4c82e8b52",
+            ML100K_ZIP,
+            "ml-100k/README",
+        ),
     ],
     "book": [
-        RawFile("bookcrossing/BX-Book-Ratings.csv", "f359084e5f350151b61f3d07acbe3c6ff0e2bd057d88901fa60507449d0e0e57", BX_ZIP, "BX-Book-Ratings.csv"),
-        RawFile("bookcrossing/BX-Books.csv", "b7a21c9332e39226758a3dce6365f1a5c23653514ca445b419b938adf5b41ce6", BX_ZIP, "BX-Books.csv"),
-        RawFile("bookcrossing/BX-Users.csv", "5e5302cb2114bd8910ea2fcde17f3583f0a62bd8da512d5fa1b0c0c65803b898", BX_ZIP, "BX-Users.csv"),
+        RawFile(
+            "bookcrossing/BX-Book-Ratings.csv",
+            "f359084e5f350151b61f3d07acbe3c6ff0e2bd057d88901fa60507449d0e0e57",
+            BX_ZIP,
+            "BX-Book-Ratings.csv",
+        ),
+        RawFile(
+            "bookcrossing/BX-Books.csv",
+            "b7a21c9332e39226758a3dce6365f1a5c23653514ca445b419b938adf5b41ce6",
+            BX_ZIP,
+            "BX-Books.csv",
+        ),
+        RawFile(
+            "bookcrossing/BX-Users.csv",
+            "5e5302cb2114bd8910ea2fcde17f3583f0a62bd8da512d5fa1b0c0c65803b898",
+            BX_ZIP,
+            "BX-Users.csv",
+        ),
     ],
     "alpaca": [
-        RawFile("alpaca/alpaca_data.json", "2eddafc6b977608d778aaab8dfc7e50e547b3af9826dfb9e909d9fc362e4a419", ALPACA_JSON),
+        RawFile(
+            "alpaca/alpaca_data.json", "2eddafc6b977608d778aaab8dfc7e50e547b3af9826dfb9e909d9fc362e4a419", ALPACA_JSON
+        ),
     ],
 }
 
@@ -104,7 +156,9 @@ def fetch(mirror: Path | str, out: Path | str = paths.RAW, files: list[RawFile] 
                         try:
                             _download(raw, tmp, zips)
                         except Exception as e:  # noqa: BLE001 - any failure means the file is unavailable
-                            raise DataError(source, f"not in the mirror and download from {raw.url} failed ({e})") from e
+                            raise DataError(
+                                source, f"not in the mirror and download from {raw.url} failed ({e})"
+                            ) from e
                         origin = raw.url
                     got = sha256_of(tmp)
                     if got != raw.sha256:
@@ -193,7 +247,9 @@ def read_original_json(path: Path | str) -> pl.DataFrame:
 def _render(samples: pl.DataFrame, template: RecTemplate) -> pl.DataFrame:
     """Add instruction / input / output columns from the structured ones."""
     inputs, outputs = [], []
-    for texts, labels, target, label in samples.select("history_texts", "history_labels", "target_text", "label").iter_rows():
+    for texts, labels, target, label in samples.select(
+        "history_texts", "history_labels", "target_text", "label"
+    ).iter_rows():
         liked = [t for t, y in zip(texts, labels) if y]
         disliked = [t for t, y in zip(texts, labels) if not y]
         inputs.append(template.input(liked, disliked, target))
@@ -206,8 +262,19 @@ def _render(samples: pl.DataFrame, template: RecTemplate) -> pl.DataFrame:
 
 
 SAMPLE_COLUMNS = [
-    "domain", "user", "history_item_ids", "history_ratings", "history_labels", "history_texts",
-    "target_item_id", "target_text", "rating", "label", "instruction", "input", "output",
+    "domain",
+    "user",
+    "history_item_ids",
+    "history_ratings",
+    "history_labels",
+    "history_texts",
+    "target_item_id",
+    "target_text",
+    "rating",
+    "label",
+    "instruction",
+    "input",
+    "output",
 ]
 
 
@@ -230,7 +297,9 @@ def _windows(df: pl.DataFrame, history_len: int, columns: list[str]) -> pl.DataF
     return df.with_columns(pos=pl.int_range(pl.len()).over("user"), **lists)
 
 
-def prepare_movie(raw: Path, params: MovieData, prompt_params: PromptParams | None = None) -> tuple[dict[str, pl.DataFrame], dict]:
+def prepare_movie(
+    raw: Path, params: MovieData, prompt_params: PromptParams | None = None
+) -> tuple[dict[str, pl.DataFrame], dict]:
     template = RecTemplate.from_params("movie", prompt_params)
     data_path, item_path = raw / "ml-100k/u.data", raw / "ml-100k/u.item"
     ratings = read_delimited(data_path, "\t", ["user", "item", "rating", "timestamp"], "ascii")
@@ -244,7 +313,9 @@ def prepare_movie(raw: Path, params: MovieData, prompt_params: PromptParams | No
 
     threshold = params.like_threshold
     history_len = params.history_len
-    items = items.with_columns(text=pl.col("title").map_elements(lambda t: template.item_text(title=t), return_dtype=pl.String))
+    items = items.with_columns(
+        text=pl.col("title").map_elements(lambda t: template.item_text(title=t), return_dtype=pl.String)
+    )
     df = (
         ratings.with_row_index("row")
         .with_columns(first_seen=pl.col("row").min().over("user"))
@@ -283,7 +354,9 @@ BOOK_RATING_COLUMNS = ["User-ID", "ISBN", "Book-Rating"]
 BOOK_COLUMNS = ["ISBN", "Book-Title", "Book-Author"]
 
 
-def prepare_book(raw: Path, params: BookData, prompt_params: PromptParams | None = None) -> tuple[dict[str, pl.DataFrame], dict]:
+def prepare_book(
+    raw: Path, params: BookData, prompt_params: PromptParams | None = None
+) -> tuple[dict[str, pl.DataFrame], dict]:
     template = RecTemplate.from_params("book", prompt_params)
     ratings_path, books_path = raw / "bookcrossing/BX-Book-Ratings.csv", raw / "bookcrossing/BX-Books.csv"
     ratings, broken_ratings = read_quoted_csv(ratings_path, BOOK_RATING_COLUMNS)
@@ -310,7 +383,9 @@ def prepare_book(raw: Path, params: BookData, prompt_params: PromptParams | None
 
     threshold = params.like_threshold
     df = df.with_columns(
-        text=pl.struct("title", "author").map_elements(lambda r: template.item_text(title=r["title"], author=r["author"]), return_dtype=pl.String),
+        text=pl.struct("title", "author").map_elements(
+            lambda r: template.item_text(title=r["title"], author=r["author"]), return_dtype=pl.String
+        ),
         label=(pl.col("rating") > threshold).cast(pl.Int8),
         pos=pl.int_range(pl.len()).over("user_rank"),
         n=pl.len().over("user_rank"),
@@ -323,17 +398,21 @@ def prepare_book(raw: Path, params: BookData, prompt_params: PromptParams | None
         history_texts=pl.col("text"),
     )
     targets = df.filter(pl.col("pos") == pl.col("n") - 1)
-    samples = targets.join(history, on="user_rank", how="left").sort("user_rank").select(
-        domain=pl.lit("book"),
-        user=pl.col("user"),
-        history_item_ids=pl.col("history_item_ids"),
-        history_ratings=pl.col("history_ratings"),
-        history_labels=pl.col("history_labels"),
-        history_texts=pl.col("history_texts"),
-        target_item_id=pl.col("isbn"),
-        target_text=pl.col("text"),
-        rating=pl.col("rating"),
-        label=pl.col("label"),
+    samples = (
+        targets.join(history, on="user_rank", how="left")
+        .sort("user_rank")
+        .select(
+            domain=pl.lit("book"),
+            user=pl.col("user"),
+            history_item_ids=pl.col("history_item_ids"),
+            history_ratings=pl.col("history_ratings"),
+            history_labels=pl.col("history_labels"),
+            history_texts=pl.col("history_texts"),
+            target_item_id=pl.col("isbn"),
+            target_text=pl.col("text"),
+            rating=pl.col("rating"),
+            label=pl.col("label"),
+        )
     )
     samples = _render(samples, template).select(SAMPLE_COLUMNS)
     splits = _split_in_order(samples, params.split)
@@ -357,6 +436,22 @@ def prepare_alpaca(raw: Path) -> tuple[dict[str, pl.DataFrame], dict]:
     df = read_original_json(raw / "alpaca/alpaca_data.json")
     report = {"records": df.height, "with_input": int((df["input"] != "").sum())}
     return {"train": df}, report
+
+
+def verify_raw(domain: str, raw: Path = paths.RAW) -> None:
+    """The pinned sha256 of every raw file `domain` reads, as fetch checks it: a truncated or re-encoded
+    file would otherwise give other splits with exit status 0."""
+    for file in RAW_FILES[domain]:
+        path = Path(raw) / file.path
+        if not path.is_file():
+            raise DataError(path, "raw file not found (run `tallrec fetch`)")
+        got = sha256_of(path)
+        if got != file.sha256:
+            raise DataError(
+                path,
+                f"sha256 {got[:12]}… is not the pinned release's ({file.sha256[:12]}…): "
+                "restore it with `tallrec fetch`",
+            )
 
 
 def prepare(domain: str, params: Params, raw: Path = paths.RAW) -> dict:

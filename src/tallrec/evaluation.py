@@ -21,10 +21,8 @@ import polars as pl
 
 from tallrec import paths
 from tallrec.config import Params, rec_grid
-from tallrec.io import DataError, write_json, write_parquet
+from tallrec.io import DataError, write_json, write_predictions
 from tallrec.metrics import auc
-
-PREDICTION_COLUMNS = ("domain", "user", "target_item_id", "label", "score")
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,9 @@ def eval_configs(params: Params) -> list[EvalConfig]:
     name = params.model.name
     configs = [EvalConfig("icl", None, "icl")]
     for run in rec_grid(params.rec_tune):
-        configs.append(EvalConfig(run.name, paths.rec_adapter_dir(name, run.name), run.variant, run.train_domain, run.k, run.seed))
+        configs.append(
+            EvalConfig(run.name, paths.rec_adapter_dir(name, run.name), run.variant, run.train_domain, run.k, run.seed)
+        )
     return configs
 
 
@@ -80,8 +80,15 @@ def evaluate_one(cfg: EvalConfig, params: Params) -> dict[str, Any]:
     budget = prompt_budget(tokenizer, params.prompt, params.model.max_length, context_length(model))
     param = next(model.parameters())
     result: dict[str, Any] = {
-        "config": cfg.name, "model": params.model.name, "variant": cfg.variant, "train_domain": cfg.train_domain,
-        "k": cfg.k, "seed": cfg.seed, "auc": {}, "n": {}, "shortened_prompts": {},
+        "config": cfg.name,
+        "model": params.model.name,
+        "variant": cfg.variant,
+        "train_domain": cfg.train_domain,
+        "k": cfg.k,
+        "seed": cfg.seed,
+        "auc": {},
+        "n": {},
+        "shortened_prompts": {},
         "runtime": run_metadata(param.device, param.dtype),
     }
     seconds: dict[str, float] = {}  # the run log's, not the hashed summary's
@@ -94,10 +101,7 @@ def evaluate_one(cfg: EvalConfig, params: Params) -> dict[str, Any]:
         labels = df["label"].cast(pl.Int64).to_numpy()
         result["auc"][domain] = auc(labels, scores)
         result["n"][domain] = df.height
-        write_parquet(
-            df.select("domain", "user", "target_item_id", "label").with_columns(score=pl.Series(scores, dtype=pl.Float64)),
-            predictions_path(cfg.name, domain),
-        )
+        write_predictions(df, scores, predictions_path(cfg.name, domain))
     write_json(result, summary_path(cfg.name))
     write_run_log(f"evaluate/{cfg.name}", seconds=seconds)
     return result

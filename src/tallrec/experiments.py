@@ -14,8 +14,10 @@ from tallrec.io import atomic_dir, write_json
 
 
 def _merged(defaults: dict, given: dict) -> dict:
-    return {k: _merged(v, given[k]) if isinstance(v, dict) and isinstance(given.get(k), dict) else given.get(k, v)
-            for k, v in defaults.items()} | {k: v for k, v in given.items() if k not in defaults}
+    return {
+        k: _merged(v, given[k]) if isinstance(v, dict) and isinstance(given.get(k), dict) else given.get(k, v)
+        for k, v in defaults.items()
+    } | {k: v for k, v in given.items() if k not in defaults}
 
 
 def _params_at(rev: str) -> Params:
@@ -60,10 +62,19 @@ def import_one(name: str, rev: str, baseline: str, folder: Path = paths.IMPORTED
                     for seed in b.seeds:
                         path = paths.baseline_predictions_path(model, domain, k, seed)
                         _copy(path, rev, tmp / path)
-        write_json({"name": name, "rev": rev, "baseline": baseline, "model": params.model.name,
-                    "test_size": params.evaluate.test_size, "llm_configs": configs, "baselines": text_models,
-                    "baseline_grid": {"domains": list(b.domains), "ks": list(b.ks), "seeds": list(b.seeds)}},
-                   tmp / "experiment.json")
+        write_json(
+            {
+                "name": name,
+                "rev": rev,
+                "baseline": baseline,
+                "model": params.model.name,
+                "test_size": params.evaluate.test_size,
+                "llm_configs": configs,
+                "baselines": text_models,
+                "baseline_grid": {"domains": list(b.domains), "ks": list(b.ks), "seeds": list(b.seeds)},
+            },
+            tmp / "experiment.json",
+        )
     return f"{name} ({rev[:7]} on {baseline[:7]}): {', '.join(configs + text_models) or 'nothing to import'}"
 
 

@@ -30,11 +30,17 @@ class DataError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
+# transformers' loaders: a model folder's own .py (an `auto_map` in its config) could do anything, so
+# it is never run and the user is never asked (as with pickles, refused wherever a file could hold one)
+NO_REMOTE_CODE = {"trust_remote_code": False}
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -101,6 +107,11 @@ def remove_stale(path: Path | str) -> None:
     """
     path = Path(path)
     _restore_old(path)
+    _remove_temporaries(path)
+
+
+def _remove_temporaries(path: Path) -> None:
+    """The `.<name>.*.tmp` files and folders that killed writers of `path` left (.gitignore covers them)."""
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         _remove(stale)
 
@@ -120,6 +131,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _restore_old(path)
+    _remove_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; the renamed folder should look like any other output
     try:
@@ -173,6 +185,14 @@ def sha256_of(*files: Path | str) -> str:
 def write_json(obj: Any, path: Path | str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+PREDICTION_COLUMNS = ("domain", "user", "target_item_id", "label", "score")  # every predictions file, LLM or baseline
+
+
+def write_predictions(rows: pl.DataFrame, scores, path: Path | str) -> None:
+    """A predictions file: the scored rows' keys and labels, and one float64 score a row."""
+    write_parquet(rows.select(*PREDICTION_COLUMNS[:-1]).with_columns(score=pl.Series(scores, dtype=pl.Float64)), path)
 
 
 def write_parquet(df: pl.DataFrame, path: Path | str) -> None:

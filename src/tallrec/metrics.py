@@ -59,7 +59,9 @@ class UserBootstrap:
         rng = np.random.default_rng(seed)
         self._draws = [rng.integers(0, n_users, n_users) for _ in range(n)]
         # resamples x rows: how often each row is drawn (its user's count)
-        self.weights = np.stack([np.bincount(d, minlength=n_users)[self._codes] for d in self._draws]).astype(np.float64)
+        self.weights = np.stack([np.bincount(d, minlength=n_users)[self._codes] for d in self._draws]).astype(
+            np.float64
+        )
 
     @property
     def samples(self) -> list[np.ndarray]:

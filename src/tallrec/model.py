@@ -15,17 +15,19 @@ from __future__ import annotations
 import fnmatch
 import importlib.metadata
 import json
+import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from tallrec import paths
 from tallrec.catalog import CATALOG, Backbone
 from tallrec.config import LoraParams, ModelParams
-from tallrec.io import DataError, atomic_dir, sha256_of, write_json
+from tallrec.io import NO_REMOTE_CODE, DataError, atomic_dir, sha256_of, write_json
 from tallrec.runtime import pick_device, pick_dtype
 
 BASE_INFO = "tallrec_base.json"  # what the base_model stage verified, beside the weights
@@ -33,7 +35,9 @@ BASE_INFO = "tallrec_base.json"  # what the base_model stage verified, beside th
 
 def base_dir(name: str) -> Path:
     if not name or name.startswith(("/", ".")) or ".." in Path(name).parts:
-        raise ValueError(f"model.name {name!r} must be a catalog name or a relative label (set model.source for a path)")
+        raise ValueError(
+            f"model.name {name!r} must be a catalog name or a relative label (set model.source for a path)"
+        )
     return paths.base_model_dir(name)
 
 
@@ -51,12 +55,15 @@ def _package_file(requirement: str, pattern: str) -> Path:
     if version and dist.version != version:
         raise FileNotFoundError(f"package {dist_name} is {dist.version}, the catalog pins {version}")
     hits = [
-        f for f in dist.files or ()
+        f
+        for f in dist.files or ()
         if fnmatch.fnmatch(str(f), pattern) or fnmatch.fnmatch(f.name, pattern)
         if not str(f).endswith((".py", ".pyc")) and ".dist-info/" not in str(f)
     ]
     if len(hits) != 1:
-        raise FileNotFoundError(f"package {dist_name!r}: expected one file matching {pattern!r}, found {[str(h) for h in hits]}")
+        raise FileNotFoundError(
+            f"package {dist_name!r}: expected one file matching {pattern!r}, found {[str(h) for h in hits]}"
+        )
     return Path(dist.locate_file(hits[0]))
 
 
@@ -106,14 +113,27 @@ def build_base(name: str, source: str | None = None, out: Path | None = None, gg
             # dequantize=True: a plain torch model that save_pretrained and training accept.
             # fp32 keeps the dequantized weights exactly; the dtype used to run is chosen at load.
             model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                gguf.parent,
+                gguf_file=gguf.name,
+                dtype=torch.float32,
                 quantization_config=GgufConfig(dequantize=True),
+                **NO_REMOTE_CODE,
             )
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **NO_REMOTE_CODE)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            write_json({"name": name, "kind": "gguf", "arch": backbone.arch, "hub_id": backbone.hub_id,
-                        "gguf_file": backbone.gguf_file, "sha256": backbone.sha256, "verified": True}, tmp / BASE_INFO)
+            write_json(
+                {
+                    "name": name,
+                    "kind": "gguf",
+                    "arch": backbone.arch,
+                    "hub_id": backbone.hub_id,
+                    "gguf_file": backbone.gguf_file,
+                    "sha256": backbone.sha256,
+                    "verified": True,
+                },
+                tmp / BASE_INFO,
+            )
         return out
 
     source = source or name
@@ -146,10 +166,33 @@ def resolve_base(folder: Path | str) -> str:
 # loading
 
 
+@contextmanager
+def refusing_custom_code(folder: Path | str) -> Iterator[None]:
+    """transformers' refusal of a folder that needs its own code, and of a hub id while offline, as one
+    line naming the folder."""
+    try:
+        yield
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise ValueError(
+            f"{folder}: its config needs the folder's own code to load (auto_map); "
+            "tallrec runs no code from a model folder"
+        ) from None
+    except OSError:
+        if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "false", "False") or Path(resolve_base(folder)).exists():
+            raise
+        raise ValueError(
+            f"{folder}: backbone {resolve_base(folder)!r} is not on this machine and downloads are off "
+            "(offline: HF_HUB_OFFLINE=1; export HF_HUB_OFFLINE=0 to download it)"
+        ) from None
+
+
 def load_tokenizer(folder: Path | str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base(folder))
+    with refusing_custom_code(folder):
+        tokenizer = AutoTokenizer.from_pretrained(resolve_base(folder), **NO_REMOTE_CODE)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # pads are masked out; any id will do
     tokenizer.padding_side = "left"  # the answer position is the last one in every row
@@ -170,11 +213,13 @@ def load_base(folder: Path | str, cfg: ModelParams = ModelParams()):
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+            )
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     elif cfg.quantize != "none":
         raise ValueError(f"model.quantize must be none, 8bit or 4bit, not {cfg.quantize!r}")
-    model = AutoModelForCausalLM.from_pretrained(resolve_base(folder), **kwargs)
+    with refusing_custom_code(folder):
+        model = AutoModelForCausalLM.from_pretrained(resolve_base(folder), **kwargs, **NO_REMOTE_CODE)
     if cfg.quantize == "none":
         model.to(device)
     model.eval()
@@ -192,8 +237,12 @@ def add_lora(model, lora: LoraParams, adapter: Path | str | None = None, seed: i
     if adapter is not None:
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     config = LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM",
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
     )
     # torch's global RNG state differs from one process to the next here (measured), so an unseeded
     # init made every run's adapter, and so its AUC, differ in the third decimal
@@ -239,6 +288,16 @@ def load_scoring_model(base: Path | str, adapter: Path | str | None, cfg: ModelP
 
 
 __all__ = [
-    "CATALOG", "Backbone", "base_dir", "build_base", "resolve_base", "load_base", "load_tokenizer",
-    "add_lora", "load_adapter", "load_scoring_model", "gguf_parts", "joined_gguf",
+    "CATALOG",
+    "Backbone",
+    "base_dir",
+    "build_base",
+    "resolve_base",
+    "load_base",
+    "load_tokenizer",
+    "add_lora",
+    "load_adapter",
+    "load_scoring_model",
+    "gguf_parts",
+    "joined_gguf",
 ]

@@ -74,12 +74,16 @@ def pin() -> bool:
         return True
     flags = cpu_flags()
     if flags and "avx2" not in flags:
-        raise NumericsError("this CPU has no AVX2: the pipeline's canonical numerics (AVX2 kernels, fp32) need it; "
-                            f"set {SWITCH}=native to run with this CPU's own kernels (outputs then follow the CPU)")
+        raise NumericsError(
+            "this CPU has no AVX2: the pipeline's canonical numerics (AVX2 kernels, fp32) need it; "
+            f"set {SWITCH}=native to run with this CPU's own kernels (outputs then follow the CPU)"
+        )
     loaded = [name for name in LIBRARIES if name in sys.modules]
     if loaded:
-        raise NumericsError(f"{', '.join(loaded)} loaded before the canonical numerics were set: run the stage as "
-                            f"`python -m tallrec.stages.<stage>` or `tallrec <stage>`, or export {describe_env()}")
+        raise NumericsError(
+            f"{', '.join(loaded)} loaded before the canonical numerics were set: run the stage as "
+            f"`python -m tallrec.stages.<stage>` or `tallrec <stage>`, or export {describe_env()}"
+        )
     os.environ.update(CANONICAL_ENV)
     return True
 

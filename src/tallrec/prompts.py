@@ -55,10 +55,12 @@ def answer_tokens(tokenizer, answer: str, strict: bool = True) -> list[int]:
     base = tokenizer(_PROBE)["input_ids"]
     full = tokenizer(_PROBE + answer)["input_ids"]
     if len(full) > len(base) and full[: len(base)] == base:
-        return [int(t) for t in full[len(base):]]
+        return [int(t) for t in full[len(base) :]]
     if strict:
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} merges answer {answer!r} with the prompt's final "
-                         "newline; no single next-token logit scores it")
+        raise ValueError(
+            f"tokenizer {type(tokenizer).__name__} merges answer {answer!r} with the prompt's final "
+            "newline; no single next-token logit scores it"
+        )
     return [int(t) for t in tokenizer(answer, add_special_tokens=False)["input_ids"]]
 
 
@@ -100,7 +102,9 @@ class RecTemplate:
 
     def input(self, liked: Sequence[str], disliked: Sequence[str], target: str) -> str:
         sep = self.prompt.separator
-        return self.prompt.input.format(liked=sep.join(liked), disliked=sep.join(disliked), noun=self.noun, target=target)
+        return self.prompt.input.format(
+            liked=sep.join(liked), disliked=sep.join(disliked), noun=self.noun, target=target
+        )
 
     def output(self, label: int) -> str:
         return self.prompt.yes if label else self.prompt.no
@@ -113,8 +117,9 @@ class TooLong(ValueError):
     """Even with no history left, the prompt does not fit the model."""
 
 
-def fit_prompt(template: RecTemplate, history: Sequence[tuple[str, bool]], target: str,
-               n_tokens: Callable[[str], int], budget: int) -> tuple[str, int]:
+def fit_prompt(
+    template: RecTemplate, history: Sequence[tuple[str, bool]], target: str, n_tokens: Callable[[str], int], budget: int
+) -> tuple[str, int]:
     """(prompt, how many history items were dropped): the oldest history items go first until the
     prompt takes at most `budget` tokens. `history` is (item text, liked) oldest first. The one rule for
     training, evaluation and `tallrec score`; a prompt that fits is rendered exactly as the data's."""
@@ -161,8 +166,13 @@ def rec_prompts(df: pl.DataFrame, prompt: PromptParams, tokenizer, budget: int) 
         row = df.row(r, named=True)
         history = list(zip(row["history_texts"], (bool(y) for y in row["history_labels"])))
         try:
-            prompts[r], _ = fit_prompt(RecTemplate.from_params(row["domain"], prompt), history, row["target_text"],
-                                       token_counter(tokenizer), budget)
+            prompts[r], _ = fit_prompt(
+                RecTemplate.from_params(row["domain"], prompt),
+                history,
+                row["target_text"],
+                token_counter(tokenizer),
+                budget,
+            )
         except TooLong as e:
             raise DataError(f"{row['domain']} user {row['user']} target {row['target_item_id']}", str(e)) from None
         shortened += 1

@@ -79,16 +79,22 @@ def run_metadata(device: torch.device | str, dtype: torch.dtype) -> dict[str, ob
 def machine_facts() -> dict[str, object]:
     """What this machine is (for the run log, never for a hashed output)."""
     kinds = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
-    return {"cpu_flags": sorted(f for f in kinds if f in cpu_flags()), "cores": usable_cores(), "numerics": numerics.mode()}
+    return {
+        "cpu_flags": sorted(f for f in kinds if f in cpu_flags()),
+        "cores": usable_cores(),
+        "numerics": numerics.mode(),
+    }
 
 
 def quiet_libraries() -> None:
-    """Silence library output that tells a `tallrec` user nothing (our own rich bars show progress):
-    transformers' and huggingface_hub's tqdm bars, deprecation FutureWarnings from inside the
+    """Keep the libraries offline, and silence output that tells a `tallrec` user nothing (our own rich
+    bars show progress): transformers' and huggingface_hub's tqdm bars, deprecation FutureWarnings from inside the
     libraries, and bitsandbytes' notes about its optional CPU kernels and casts. Call before they load."""
     import logging
     import warnings
 
+    # no download at run time: a hub id fails at once, in one line (export HF_HUB_OFFLINE=0 to allow one)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader calls tqdm directly
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -10,6 +10,7 @@ from tallrec import paths
 from tallrec.config import Params
 from tallrec.io import atomic_dir, write_parquet
 
+
 def draw(train: pl.DataFrame, k: int, seed: int, domain: str) -> pl.DataFrame:
     if k > train.height:
         raise ValueError(f"sample.ks: K={k} is larger than the {domain} train split ({train.height} rows)")

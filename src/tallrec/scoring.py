@@ -54,8 +54,13 @@ def _progress(enabled: bool, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True, disable=not enabled or total == 0,
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not enabled or total == 0,
     )
 
 
@@ -145,8 +150,12 @@ class Scorer:
             mask[b, width - len(r) :] = 1
         # positions count real tokens only, so a padded row reads exactly like the same prompt alone
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.decoder(input_ids=x.to(self.device), attention_mask=mask.to(self.device),
-                           position_ids=pos.to(self.device), use_cache=False)
+        out = self.decoder(
+            input_ids=x.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=pos.to(self.device),
+            use_cache=False,
+        )
         return self._answer_logits(out.last_hidden_state[:, -1])
 
     def _forward_suffix(self, rows: list[list[int]], prefix_cache, p: int) -> torch.Tensor:
@@ -165,7 +174,9 @@ class Scorer:
         out = self.decoder(
             input_ids=x.to(self.device),
             attention_mask=torch.ones((len(rows), p + width), dtype=torch.long, device=self.device),
-            position_ids=pos, past_key_values=cache, use_cache=True,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
         )
         return self._answer_logits(out.last_hidden_state[torch.arange(len(rows), device=self.device), last])
 
@@ -187,10 +198,19 @@ class Scorer:
         return logits
 
 
-def score_prompts(model, tokenizer, prompts: Sequence[str], *, batch_size: int, prompt: PromptParams = PromptParams(),
-                  progress: bool = True) -> np.ndarray:
+def score_prompts(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    batch_size: int,
+    prompt: PromptParams = PromptParams(),
+    progress: bool = True,
+) -> np.ndarray:
     """p_yes per full Alpaca prompt (ending "### Response:\\n"), in input order.
 
     Works on a plain model and on a peft-wrapped one; the model is left in the mode it came in.
     """
-    return Scorer(model, tokenizer, ScoringConfig(batch_size=batch_size, prompt=prompt, progress=progress)).score(prompts)
+    return Scorer(model, tokenizer, ScoringConfig(batch_size=batch_size, prompt=prompt, progress=progress)).score(
+        prompts
+    )

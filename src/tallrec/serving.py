@@ -42,8 +42,15 @@ def base_of_adapter(adapter: Path) -> Path | str:
     return base  # a hub id or a folder elsewhere: resolve_base decides
 
 
-def load_for_scoring(adapter: Path | str | None, base: Path | str | None = None, *, dtype: str = "auto",
-                     quantize: str = "none", device: str | None = None, threads: int | None = None):
+def load_for_scoring(
+    adapter: Path | str | None,
+    base: Path | str | None = None,
+    *,
+    dtype: str = "auto",
+    quantize: str = "none",
+    device: str | None = None,
+    threads: int | None = None,
+):
     """(model, tokenizer) ready to score, resolved from user arguments: the adapter's own backbone unless
     `base` names one. Loaded by tallrec.model.load_scoring_model, the same path the evaluate stage takes."""
     from tallrec.config import ModelParams
@@ -143,7 +150,9 @@ def parse_query(text: str, line: int, default_domain: str, domains: Sequence[str
     return UserQuery(line, record, _texts(record, "liked"), _texts(record, "disliked"), target, domain)
 
 
-def read_queries(path: Path, default_domain: str, on_error: str, domains: Sequence[str]) -> tuple[list[UserQuery], list[str]]:
+def read_queries(
+    path: Path, default_domain: str, on_error: str, domains: Sequence[str]
+) -> tuple[list[UserQuery], list[str]]:
     """All good queries of a JSONL file, plus one message per bad line ("file:line: problem").
     With on_error="fail" the first bad line raises DataError. Blank lines are ignored."""
     if on_error not in ("skip", "fail"):
@@ -168,8 +177,9 @@ def read_queries(path: Path, default_domain: str, on_error: str, domains: Sequen
     return queries, problems
 
 
-def fit_queries(queries: Sequence[UserQuery], prompt_params: PromptParams, tokenizer, budget: int, source: Path,
-                on_error: str) -> tuple[list[UserQuery], list[str], list[str]]:
+def fit_queries(
+    queries: Sequence[UserQuery], prompt_params: PromptParams, tokenizer, budget: int, source: Path, on_error: str
+) -> tuple[list[UserQuery], list[str], list[str]]:
     """(queries kept, their full prompts, problems). Each prompt is built by the project's one prompt
     module and made to fit the model by the one rule (prompts.fit_prompt: the oldest history items go
     first; the count lands in `history_dropped`); a query whose target alone is too long is a bad line.
@@ -296,12 +306,16 @@ def same_file(a: Path | str, b: Path | str) -> bool:
             return False
 
 
-def run_score(input: Path, output: Path, domain: str, on_error: str, load: LoadConfig, params_file: Path) -> tuple[int, list[str], int]:
+def run_score(
+    input: Path, output: Path, domain: str, on_error: str, load: LoadConfig, params_file: Path
+) -> tuple[int, list[str], int]:
     """`tallrec score`: (lines written, problems, prompts shortened). The input is checked before the
     model loads."""
     if same_file(input, output):
-        raise ValueError(f"--output {output} is the same file as --input {input}; scoring would overwrite it, "
-                         "choose another --output")
+        raise ValueError(
+            f"--output {output} is the same file as --input {input}; scoring would overwrite it, "
+            "choose another --output"
+        )
     if Path(output).is_dir():
         raise ValueError(f"--output {output} is a folder; name the file to write")
     prompt_params, max_length = prompt_params_of(params_file)
@@ -311,13 +325,18 @@ def run_score(input: Path, output: Path, domain: str, on_error: str, load: LoadC
             raise DataError(input, "no lines to score")
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise DataError(input, f"no good lines to score ({len(problems)} bad: {shown})")
-    model, tokenizer = load_for_scoring(load.adapter, load.base, dtype=load.dtype, quantize=load.quantize, device=load.device)
-    queries, prompts, too_long = fit_queries(queries, prompt_params, tokenizer, budget_of(model, tokenizer, prompt_params, max_length),
-                                             input, on_error)
+    model, tokenizer = load_for_scoring(
+        load.adapter, load.base, dtype=load.dtype, quantize=load.quantize, device=load.device
+    )
+    queries, prompts, too_long = fit_queries(
+        queries, prompt_params, tokenizer, budget_of(model, tokenizer, prompt_params, max_length), input, on_error
+    )
     problems += too_long
     if not queries:
         raise DataError(input, f"no good lines to score ({len(problems)} bad: {problems[0]})")
-    scores = score_queries(Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size, prompt=prompt_params)), queries, prompts)
+    scores = score_queries(
+        Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size, prompt=prompt_params)), queries, prompts
+    )
     write_scored(queries, scores, output)
     return len(queries), problems, sum(q.history_dropped > 0 for q in queries)
 
@@ -331,9 +350,14 @@ def run_rank(history: Path, candidates: Path, top: int, domain: str, load: LoadC
     items = unique(given)
     if top < 1:
         raise ValueError(f"--top must be at least 1, not {top}")
-    model, tokenizer = load_for_scoring(load.adapter, load.base, dtype=load.dtype, quantize=load.quantize, device=load.device)
+    model, tokenizer = load_for_scoring(
+        load.adapter, load.base, dtype=load.dtype, quantize=load.quantize, device=load.device
+    )
     queries = [UserQuery(i + 1, {}, user.liked, user.disliked, item, user.domain) for i, item in enumerate(items)]
-    queries, prompts, _ = fit_queries(queries, prompt_params, tokenizer, budget_of(model, tokenizer, prompt_params, max_length),
-                                      candidates, "fail")
-    scores = score_queries(Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size, prompt=prompt_params)), queries, prompts)
+    queries, prompts, _ = fit_queries(
+        queries, prompt_params, tokenizer, budget_of(model, tokenizer, prompt_params, max_length), candidates, "fail"
+    )
+    scores = score_queries(
+        Scorer(model, tokenizer, ScoringConfig(batch_size=load.batch_size, prompt=prompt_params)), queries, prompts
+    )
     return rank_table(user, items, scores, top), len(given) - len(items)

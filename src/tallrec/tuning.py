@@ -34,7 +34,7 @@ from tallrec import paths
 from tallrec.config import AlpacaTuneParams, PromptParams, RecTuneParams
 from tallrec.io import DataError, atomic_dir, remove_stale, sha256_of, write_json
 from tallrec.metrics import auc as auc_of
-from tallrec.model import write_adapter
+from tallrec.model import BASE_INFO, write_adapter
 from tallrec.prompts import alpaca_prompt, answer_tokens
 from tallrec.runtime import run_metadata, write_run_log
 
@@ -64,11 +64,19 @@ class TrainConfig:
     def of(cls, section: AlpacaTuneParams | RecTuneParams, max_length: int, seed: int) -> "TrainConfig":
         rec = isinstance(section, RecTuneParams)
         return cls(
-            lr=section.lr, batch_size=section.batch_size, micro_batch=section.micro_batch,
-            epochs=section.max_epochs if rec else section.epochs, patience=section.patience if rec else None,
-            warmup_steps=section.warmup_steps, weight_decay=section.weight_decay, max_grad_norm=section.max_grad_norm,
-            train_on_inputs=section.train_on_inputs, max_length=max_length, seed=seed,
-            eval_batch_size=section.eval_batch_size if rec else None, checkpoint_steps=section.checkpoint_steps,
+            lr=section.lr,
+            batch_size=section.batch_size,
+            micro_batch=section.micro_batch,
+            epochs=section.max_epochs if rec else section.epochs,
+            patience=section.patience if rec else None,
+            warmup_steps=section.warmup_steps,
+            weight_decay=section.weight_decay,
+            max_grad_norm=section.max_grad_norm,
+            train_on_inputs=section.train_on_inputs,
+            max_length=max_length,
+            seed=seed,
+            eval_batch_size=section.eval_batch_size if rec else None,
+            checkpoint_steps=section.checkpoint_steps,
         )
 
 
@@ -112,9 +120,9 @@ def collate(examples, pad_id: int):
     y = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for b, (ids, labels) in enumerate(examples):
-        x[b, width - len(ids):] = torch.tensor(ids)
-        y[b, width - len(ids):] = torch.tensor(labels)
-        mask[b, width - len(ids):] = 1
+        x[b, width - len(ids) :] = torch.tensor(ids)
+        y[b, width - len(ids) :] = torch.tensor(labels)
+        mask[b, width - len(ids) :] = 1
     return x, y, mask
 
 
@@ -129,11 +137,13 @@ def loss_of(model, x, y, mask, device) -> tuple[torch.Tensor, int]:
     first = int(labelled[0]) + 1 if len(labelled) else width - 1
     keep = width - first + 1  # logits at column t predict token t + 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # a padded row reads like the same sequence alone
-    logits = model(input_ids=x.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                   logits_to_keep=keep).logits
+    logits = model(
+        input_ids=x.to(device), attention_mask=mask.to(device), position_ids=pos.to(device), logits_to_keep=keep
+    ).logits
     targets = y[:, first:].to(device)
-    loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                           ignore_index=IGNORE, reduction="sum")
+    loss = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
     return loss, int((targets != IGNORE).sum())
 
 
@@ -180,8 +190,11 @@ def rng_tensors(epoch_gen_state: torch.Tensor) -> tuple[dict[str, torch.Tensor],
     """Every RNG the loop draws from: tensors for safetensors, the rest as JSON."""
     version, mt, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    tensors = {"rng.torch": torch.get_rng_state(), "rng.epoch_gen": epoch_gen_state,
-               "rng.numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64))}
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.epoch_gen": epoch_gen_state,
+        "rng.numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+    }
     return tensors, {"python": [version, list(mt), gauss], "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
 
 
@@ -197,7 +210,10 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> torch
 def optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = optimizer.state_dict()
     tensors = {f"opt.{i}.{name}": t for i, s in sd["state"].items() for name, t in s.items()}
-    return tensors, {"param_groups": sd["param_groups"], "state_keys": {str(i): sorted(s) for i, s in sd["state"].items()}}
+    return tensors, {
+        "param_groups": sd["param_groups"],
+        "state_keys": {str(i): sorted(s) for i, s in sd["state"].items()},
+    }
 
 
 def restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -225,8 +241,10 @@ def load_checkpoint(folder: Path, fingerprint: str, model, optimizer) -> tuple[T
     pickled = [f.name for f in folder.glob("*.pt")] + [f.name for f in folder.glob("*.pkl")]
     if pickled:
         # an older or foreign checkpoint: a pickle can run any code when loaded, so it is never read
-        raise DataError(folder / pickled[0], "pickled checkpoint refused (it could run code); "
-                                             f"delete {folder} to train from the start")
+        raise DataError(
+            folder / pickled[0],
+            f"pickled checkpoint refused (it could run code); delete {folder} to train from the start",
+        )
     try:
         state = TrainState(**json.loads((folder / STATE).read_text()))
     except (OSError, ValueError, TypeError):
@@ -256,11 +274,25 @@ def code_digest() -> str:
 
 def _progress():
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                    console=Console(stderr=True), disable=os.environ.get("TALLREC_PROGRESS", "1") == "0")
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        disable=os.environ.get("TALLREC_PROGRESS", "1") == "0",
+    )
 
 
 def train_step(model, optimizer, batch, cfg: TrainConfig, state: TrainState, pad_id: int, device) -> tuple[float, int]:
@@ -275,7 +307,7 @@ def train_step(model, optimizer, batch, cfg: TrainConfig, state: TrainState, pad
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
     for m in range(0, len(batch), cfg.micro_batch):
-        x, y, mask = collate(batch[m:m + cfg.micro_batch], pad_id)
+        x, y, mask = collate(batch[m : m + cfg.micro_batch], pad_id)
         loss, _ = loss_of(model, x, y, mask, device)
         # divide by the whole batch's target tokens: every token weighs the same, however the cut
         (loss / max(n_tokens, 1)).backward()
@@ -326,6 +358,7 @@ def train(
     valid: tuple[Sequence[str], Sequence[int]] | None = None,
     prompt: PromptParams = PromptParams(),
     live=None,
+    publish: Sequence[tuple[Path, Path]] = (),
     stop_after_epochs: int | None = None,
     stop_after_steps: int | None = None,
     desc: str = "train",
@@ -335,7 +368,8 @@ def train(
 
     `out/` gets, in one rename at the end, the adapter (the best epoch's when `valid` is given, else the
     last) and `train_state.json`. `checkpoint` (default: the scratch folder of this fingerprint) holds
-    the resume state while the run is unfinished and is removed when it is done.
+    the resume state while the run is unfinished and is removed when it is done. `publish`: (scratch
+    folder, output folder) pairs, such as `live`'s curves, swapped in just before the adapter.
     `stop_after_epochs` / `stop_after_steps` end the run as if interrupted right after that checkpoint.
     """
     from tallrec.scoring import score_prompts
@@ -353,10 +387,17 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)
     # fused: its step is the same bytes on every AVX2 CPU; the default (foreach) step's float32 sqrt is
     # not correctly rounded and follows the CPU's instructions (tallrec.numerics)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cpu" or None)
-    state = TrainState(fingerprint=fingerprint, shortened_prompts=shortened_prompts,
-                       runtime=run_metadata(device, next(model.parameters()).dtype))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cpu" or None,
+    )
+    state = TrainState(
+        fingerprint=fingerprint,
+        shortened_prompts=shortened_prompts,
+        runtime=run_metadata(device, next(model.parameters()).dtype),
+    )
     epoch_gen_state = gen.get_state()
     resumed = load_checkpoint(ckpt, fingerprint, model, optimizer)
     if resumed is not None:
@@ -371,8 +412,12 @@ def train(
 
     start_time = time.perf_counter() - state.seconds
     with _progress() as bar:
-        task = bar.add_task(desc, total=cfg.epochs * steps_per_epoch,
-                            completed=state.epoch * steps_per_epoch + state.step_in_epoch, info="")
+        task = bar.add_task(
+            desc,
+            total=cfg.epochs * steps_per_epoch,
+            completed=state.epoch * steps_per_epoch + state.step_in_epoch,
+            info="",
+        )
         while state.epoch < cfg.epochs:
             # the epoch's order comes from the generator state saved at its start, so a run
             # resumed mid-epoch replays the same order and skips the steps already taken
@@ -380,18 +425,30 @@ def train(
             order = torch.randperm(len(examples), generator=gen).tolist()
             model.train()
             for step in range(state.step_in_epoch, steps_per_epoch):
-                batch = [examples[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+                batch = [examples[i] for i in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
                 loss, n_tokens = train_step(model, optimizer, batch, cfg, state, pad_id, device)
-                state.step_in_epoch, state.epoch_loss, state.epoch_tokens = step + 1, state.epoch_loss + loss, state.epoch_tokens + n_tokens
+                state.step_in_epoch, state.epoch_loss, state.epoch_tokens = (
+                    step + 1,
+                    state.epoch_loss + loss,
+                    state.epoch_tokens + n_tokens,
+                )
                 bar.update(task, advance=1, info=f"loss {loss / max(n_tokens, 1):.3f}")
-                if cfg.checkpoint_steps and state.global_step % cfg.checkpoint_steps == 0 and step + 1 < steps_per_epoch:
+                if (
+                    cfg.checkpoint_steps
+                    and state.global_step % cfg.checkpoint_steps == 0
+                    and step + 1 < steps_per_epoch
+                ):
                     checkpoint_now()
                     if stop_after_steps is not None and state.global_step >= stop_after_steps:
                         return state  # simulated interruption
             auc = None
             if valid is not None:
-                auc = auc_of(valid[1], score_prompts(model, tokenizer, list(valid[0]), batch_size=cfg.eval_batch_size,
-                                                     prompt=prompt, progress=False))
+                auc = auc_of(
+                    valid[1],
+                    score_prompts(
+                        model, tokenizer, list(valid[0]), batch_size=cfg.eval_batch_size, prompt=prompt, progress=False
+                    ),
+                )
             if end_epoch(state, cfg, auc):
                 save_adapter(model, best_dir(ckpt))
             epoch_gen_state = gen.get_state()
@@ -405,7 +462,9 @@ def train(
             checkpoint_now()
             if stop_after_epochs is not None and state.epoch >= stop_after_epochs and state.epoch < cfg.epochs:
                 return state  # simulated interruption
-    return finish(model, state, out, ckpt, time.perf_counter() - start_time, log_name=f"train/{desc}")
+    if live is not None:
+        live.end()  # its files complete before they are published
+    return finish(model, state, out, ckpt, time.perf_counter() - start_time, log_name=f"train/{desc}", publish=publish)
 
 
 def best_dir(ckpt: Path) -> Path:
@@ -419,13 +478,26 @@ def save_adapter(model, folder: Path) -> None:
         write_adapter(model, tmp)
 
 
-def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float, log_name: str) -> TrainState:
+def finish(
+    model,
+    state: TrainState,
+    out: Path,
+    ckpt: Path,
+    seconds: float,
+    log_name: str,
+    publish: Sequence[tuple[Path, Path]] = (),
+) -> TrainState:
     """Put the kept adapter and train_state.json into `out` as one rename (a kill leaves `out` whole:
-    the old one or the finished one), then drop the checkpoint. With no epoch better than NaN the last
-    weights are kept. train_state.json holds only what params and code determine (a resumed run's
-    equals an uninterrupted one's); wall time and resume points go to the run log."""
+    the old one or the finished one), then drop the checkpoint. The `publish` folders are swapped in
+    first: a kill between the swaps leaves the checkpoint, and the next run, resuming at the end, swaps
+    all of them again. With no epoch better than NaN the last weights are kept. train_state.json holds
+    only what params and code determine (a resumed run's equals an uninterrupted one's); wall time and
+    resume points go to the run log."""
     best = best_dir(ckpt)
     state.done, state.seconds = True, seconds
+    for scratch, destination in publish:
+        with atomic_dir(destination) as tmp:
+            shutil.copytree(scratch, tmp, dirs_exist_ok=True)
     with atomic_dir(out) as tmp:
         if (best / "adapter_model.safetensors").exists():
             for name in os.listdir(best):
@@ -434,8 +506,8 @@ def finish(model, state: TrainState, out: Path, ckpt: Path, seconds: float, log_
             write_adapter(model, tmp)
         write_json({k: v for k, v in asdict(state).items() if k not in RUN_SPECIFIC}, tmp / STATE)
     write_run_log(log_name, output=str(out), **{k: getattr(state, k) for k in RUN_SPECIFIC})
-    shutil.rmtree(ckpt, ignore_errors=True)
-    shutil.rmtree(best, ignore_errors=True)
+    for folder in (ckpt, best, *(scratch for scratch, _ in publish)):
+        shutil.rmtree(folder, ignore_errors=True)
     return state
 
 
@@ -457,7 +529,7 @@ def alpaca_examples(max_samples: int | None, seed: int) -> tuple[list[str], list
 
 def base_digest(base: Path) -> str:
     """What identifies the base weights: the verified GGUF sha256 or the recorded source."""
-    info = base / "tallrec_base.json"
+    info = base / BASE_INFO
     return info.read_text() if info.exists() else str(base)
 
 
@@ -478,12 +550,13 @@ def valid_frame(train_domain: str, size: int | None, seed: int) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def curves(name: str, resume: bool):
-    """dvclive logger of one configuration's curves (train loss, valid AUC per epoch). `train` sets its
-    step to the epochs already done; rows from an epoch a kill cut short are dropped here."""
-    folder = paths.LLM_CURVES / name
+def curves(folder: Path, resume: bool):
+    """dvclive logger of one configuration's curves (train loss, valid AUC per epoch), written into a
+    scratch folder that `train` publishes with the adapter (a killed run leaves the finished curves
+    alone). `train` sets its step to the epochs already done; rows from an epoch a kill cut short are
+    dropped here."""
     if not resume:
-        shutil.rmtree(folder, ignore_errors=True)  # curves of an older configuration under this name
+        shutil.rmtree(folder, ignore_errors=True)  # an unfinished older run's
     try:
         from dvclive import Live
     except ImportError:  # a machine without DVC, such as a bare GPU box: the same files, written by hand
@@ -507,7 +580,7 @@ class TrimmingLive:
     resume restarts at step 0 after one finished step, and keeps rows of an epoch a kill cut short)."""
 
     def __init__(self, live, folder: Path):
-        self.live, self.folder = live, folder
+        self.live, self.folder, self.ended = live, folder, False
 
     @property
     def step(self) -> int:
@@ -525,7 +598,9 @@ class TrimmingLive:
         self.live.next_step()
 
     def end(self) -> None:
-        self.live.end()
+        if not self.ended:
+            self.live.end()
+        self.ended = True
 
 
 class TsvCurves:

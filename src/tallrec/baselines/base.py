@@ -62,12 +62,16 @@ def pad_history(ids: list, labels: list, length: int) -> tuple[list, list]:
     return ids + [ids[-1]] * missing, labels + [labels[-1]] * missing
 
 
-def encode(df: pl.DataFrame, vocab: Vocab, history_len: int, text_index: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+def encode(
+    df: pl.DataFrame, vocab: Vocab, history_len: int, text_index: dict[str, int] | None = None
+) -> dict[str, torch.Tensor]:
     """Tensors for a split: history ids/labels [N, history_len], target [N], label [N]; text rows when given."""
     if text_index is not None:
         missing = set(df["history_item_ids"].explode().to_list() + df["target_item_id"].to_list()) - text_index.keys()
         if missing:
-            raise ValueError(f"{len(missing)} items have no text vector (e.g. {sorted(missing)[0]!r}): rerun the text_embed stage")
+            raise ValueError(
+                f"{len(missing)} items have no text vector (e.g. {sorted(missing)[0]!r}): rerun the text_embed stage"
+            )
     hist, hist_label, hist_text = [], [], []
     for ids, labels in zip(df["history_item_ids"].to_list(), df["history_labels"].to_list()):
         ids, labels = pad_history(ids, labels, history_len)
@@ -196,11 +200,15 @@ class Fit:
     state: dict = field(repr=False)
 
 
-def train_one(make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, weight_decay: float, bf16: bool = False) -> Fit:
+def train_one(
+    make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, weight_decay: float, bf16: bool = False
+) -> Fit:
     """Adam + MSE with early stopping on validation AUC; returns the best epoch's weights."""
     torch.manual_seed(seed)  # same init for every weight decay: only the decay differs
     model = make_model()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=weight_decay, fused=True)  # 5x faster step on CPU
+    opt = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, weight_decay=weight_decay, fused=True
+    )  # 5x faster step on CPU
     order = torch.Generator().manual_seed(seed)
     best = Fit(weight_decay, -1.0, 0, {})
     stale = 0
@@ -223,7 +231,9 @@ def train_one(make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int,
     return best
 
 
-def fit_and_select(make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, bf16: bool = False) -> tuple[nn.Module, Fit, dict]:
+def fit_and_select(
+    make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, bf16: bool = False
+) -> tuple[nn.Module, Fit, dict]:
     """Train once per weight decay; keep the one with the best validation AUC (first on ties)."""
     fits = [train_one(make_model, loss_fn, train, valid, cfg, seed, wd, bf16) for wd in cfg.weight_decays]
     best = max(fits, key=lambda f: f.valid_auc)  # max keeps the first of equal values

@@ -21,14 +21,15 @@ from tallrec import paths
 from tallrec.baselines import MODELS, TEXT_MODELS, base
 from tallrec.baselines.base import Vocab
 from tallrec.config import BaselineParams, Params
-from tallrec.io import DataError, write_json, write_parquet
+from tallrec.io import DataError, write_json, write_predictions
 from tallrec.metrics import auc
 
 DROS_MODELS = ("dros", "dros_bert")
 
 
-def builder(name: str, cfg: BaselineParams, vocab: Vocab, text: torch.Tensor | None, text_index: dict | None,
-            history_len: int) -> tuple[Callable, Callable, bool]:
+def builder(
+    name: str, cfg: BaselineParams, vocab: Vocab, text: torch.Tensor | None, text_index: dict | None, history_len: int
+) -> tuple[Callable, Callable, bool]:
     """(make_model, loss_fn, bf16) for a model name."""
     if name not in MODELS:
         raise ValueError(f"unknown baseline {name!r}: expected one of {MODELS}")
@@ -36,14 +37,18 @@ def builder(name: str, cfg: BaselineParams, vocab: Vocab, text: torch.Tensor | N
     if name in TEXT_MODELS:
         # DROS scores every vocabulary item: their text rows (UNK -> the mean vector, the table's last row)
         inverse = {i: item for item, i in vocab.index.items()}
-        candidate_text = torch.tensor([text_index[inverse[i]] if i in inverse else len(text) - 1 for i in range(vocab.size)])
+        candidate_text = torch.tensor(
+            [text_index[inverse[i]] if i in inverse else len(text) - 1 for i in range(vocab.size)]
+        )
 
         def make_model():
             model = module.Model(cfg, vocab.size, text)
             model.candidate_text = candidate_text
             return model
 
-        bf16 = cfg.bert_bf16  # an explicit switch: emulated bf16 (no AVX512-BF16 / AMX) is slower, and bytes follow the CPU
+        bf16 = (
+            cfg.bert_bf16
+        )  # an explicit switch: emulated bf16 (no AVX512-BF16 / AMX) is slower, and bytes follow the CPU
     else:
         make_model, bf16 = partial(module.Model, cfg, vocab.size, history_len), False
     if name in DROS_MODELS:
@@ -65,8 +70,18 @@ def read_split(path) -> pl.DataFrame:
     return df
 
 
-def run_one(name: str, cfg: BaselineParams, train_df, valid_df, test_df, text=None, text_index=None, *, seed: int,
-            history_len: int) -> dict[str, Any]:
+def run_one(
+    name: str,
+    cfg: BaselineParams,
+    train_df,
+    valid_df,
+    test_df,
+    text=None,
+    text_index=None,
+    *,
+    seed: int,
+    history_len: int,
+) -> dict[str, Any]:
     """Train/select/score one (domain, K, seed); returns test AUC, chosen decay and the test scores."""
     vocab = Vocab.build(train_df, cfg.min_count)
     make_model, loss_fn, bf16 = builder(name, cfg, vocab, text, text_index, history_len)
@@ -92,8 +107,11 @@ def domain_splits(name: str, domain: str, val_size: int | None) -> dict[str, Any
     test = read_split(paths.split_path(domain, "test"))
     for split, df in (("valid", valid), ("test", test)):
         if df["label"].n_unique() < 2:  # AUC is undefined: no epoch or weight decay could be chosen or scored
-            raise DataError(paths.split_path(domain, split), f"{'the validation subset' if split == 'valid' else 'the test split'} "
-                                                            f"({df.height} rows) holds one class only: its AUC is undefined")
+            raise DataError(
+                paths.split_path(domain, split),
+                f"{'the validation subset' if split == 'valid' else 'the test split'} "
+                f"({df.height} rows) holds one class only: its AUC is undefined",
+            )
     splits: dict[str, Any] = {
         "valid": valid,
         "test": test,
@@ -110,14 +128,25 @@ def domain_splits(name: str, domain: str, val_size: int | None) -> dict[str, Any
 _worker_splits: dict[str, dict[str, Any]] = {}  # per process: a domain's splits are read once
 
 
-def run_job(name: str, cfg: BaselineParams, history_len: int, threads: int, domain: str, k: int, seed: int) -> dict[str, Any]:
+def run_job(
+    name: str, cfg: BaselineParams, history_len: int, threads: int, domain: str, k: int, seed: int
+) -> dict[str, Any]:
     """One (domain, K, seed) of a model; runs in a worker process when `workers` > 1."""
     torch.set_num_threads(threads)
     if domain not in _worker_splits:
         _worker_splits[domain] = domain_splits(name, domain, cfg.val_size)
     s = _worker_splits[domain]
-    return run_one(name, cfg, read_split(paths.shot_path(domain, k, seed)), s["valid"], s["test"], s["text"], s["text_index"],
-                   seed=seed, history_len=history_len)
+    return run_one(
+        name,
+        cfg,
+        read_split(paths.shot_path(domain, k, seed)),
+        s["valid"],
+        s["test"],
+        s["text"],
+        s["text_index"],
+        seed=seed,
+        history_len=history_len,
+    )
 
 
 def run_model(name: str, params: Params) -> dict[str, Any]:
@@ -136,10 +165,7 @@ def run_model(name: str, params: Params) -> dict[str, Any]:
 
     def record(job: tuple, result: dict[str, Any]) -> None:
         domain, k, seed = job
-        predictions = tests[domain].select("domain", "user", "target_item_id", "label").with_columns(
-            score=pl.Series(result.pop("scores"), dtype=pl.Float64)
-        )
-        write_parquet(predictions, paths.baseline_predictions_path(name, domain, k, seed))
+        write_predictions(tests[domain], result.pop("scores"), paths.baseline_predictions_path(name, domain, k, seed))
         results[job] = result
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -153,7 +179,9 @@ def run_model(name: str, params: Params) -> dict[str, Any]:
         else:
             # spawn, not fork: a forked child of a process that already ran torch ops can hang in OpenMP
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(run_job, name, cfg, params.data.history_len(job[0]), threads, *job): job for job in jobs}
+                futures = {
+                    pool.submit(run_job, name, cfg, params.data.history_len(job[0]), threads, *job): job for job in jobs
+                }
                 for future in as_completed(futures):
                     record(futures[future], future.result())
                     progress.advance(task)

@@ -19,7 +19,7 @@ from rich.progress import track
 
 from tallrec import paths
 from tallrec.config import Params
-from tallrec.io import DataError, write_parquet
+from tallrec.io import NO_REMOTE_CODE, DataError, write_parquet
 
 
 def encoder_dir() -> Path:
@@ -53,8 +53,8 @@ def embed_texts(texts: list[str], batch_size: int = 128, threads: int = 2, bf16:
 
     torch.set_num_threads(threads)
     folder = encoder_dir()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, **NO_REMOTE_CODE)
+    model = AutoModel.from_pretrained(folder, **NO_REMOTE_CODE).eval()
     # batches of similar length waste little on padding (book has ~90k items); order restored below
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = []
@@ -87,7 +87,9 @@ def text_embed(domain: str, params: Params) -> Path:
         items = items.clear()
         vectors = np.zeros((0, 0), dtype=np.float32)
     else:
-        vectors = embed_texts(items["text"].to_list(), threads=params.baselines.threads, bf16=params.baselines.bert_bf16)
+        vectors = embed_texts(
+            items["text"].to_list(), threads=params.baselines.threads, bf16=params.baselines.bert_bf16
+        )
     out = paths.text_embeddings_path(domain)
     df = items.select("item_id").with_columns(embedding=pl.Series(list(vectors), dtype=pl.List(pl.Float32)))
     write_parquet(df, out)
@@ -103,8 +105,11 @@ def load_text_table(domain: str) -> tuple[torch.Tensor, dict[str, int]]:
     if set(df.columns) != {"item_id", "embedding"}:
         raise DataError(path, f"expected columns item_id, embedding; got {df.columns}")
     if df.is_empty():
-        raise DataError(path, "no item vectors: text_embed ran with no text-aware model in baselines.models; "
-                              "add gru_bert or dros_bert there and run it again")
+        raise DataError(
+            path,
+            "no item vectors: text_embed ran with no text-aware model in baselines.models; "
+            "add gru_bert or dros_bert there and run it again",
+        )
     table = torch.tensor(np.asarray(df["embedding"].to_list(), dtype=np.float32))
     table = torch.cat([table, table.mean(0, keepdim=True)])
     return table, {item: i for i, item in enumerate(df["item_id"].to_list())}

@@ -19,13 +19,28 @@ def main(params: Params) -> str:
     prompts, answers = alpaca_examples(section.max_samples, cfg.seed)
     base = base_dir(params.model.name)
     # the fingerprint keys the resume checkpoint: params, inputs and the training code
-    fingerprint = fingerprint_of("alpaca", as_dict(params.model), as_dict(params.lora), asdict(cfg), len(prompts),
-                                 base_digest(base), code_digest())
+    fingerprint = fingerprint_of(
+        "alpaca",
+        as_dict(params.model),
+        as_dict(params.lora),
+        asdict(cfg),
+        len(prompts),
+        base_digest(base),
+        code_digest(),
+    )
     model, tokenizer = load_base(base, params.model)
     examples = encode_all(tokenizer, prompts, answers, cfg)
     model = add_lora(model, params.lora, seed=cfg.seed)
-    state = train(model, tokenizer, examples, cfg, paths.alpaca_adapter_dir(params.model.name), fingerprint=fingerprint,
-                  prompt=params.prompt, desc="alpaca_tune")
+    state = train(
+        model,
+        tokenizer,
+        examples,
+        cfg,
+        paths.alpaca_adapter_dir(params.model.name),
+        fingerprint=fingerprint,
+        prompt=params.prompt,
+        desc="alpaca_tune",
+    )
     return f"alpaca_tune: {state.epoch} epochs, {state.global_step} steps, last loss {state.history[-1]['loss']:.4f}"
 
 

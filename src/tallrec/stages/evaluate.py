@@ -14,7 +14,9 @@ def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
 
     configure_threads(params.model.threads)
     run = RecRun(variant, domain, k, seed)
-    result = evaluate_one(EvalConfig(run.name, paths.rec_adapter_dir(params.model.name, run.name), variant, domain, k, seed), params)
+    result = evaluate_one(
+        EvalConfig(run.name, paths.rec_adapter_dir(params.model.name, run.name), variant, domain, k, seed), params
+    )
     return f"{run.name}: " + ", ".join(f"{d} AUC {v:.4f}" for d, v in result["auc"].items())
 
 

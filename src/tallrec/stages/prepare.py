@@ -6,8 +6,11 @@ from tallrec.config import Params
 
 
 def main(params: Params, domain: str) -> str:
-    from tallrec.data import prepare
+    from tallrec.data import RAW_FILES, prepare, verify_raw
 
+    if domain not in RAW_FILES:
+        raise ValueError(f"unknown domain {domain!r}: expected {', '.join(RAW_FILES)}")
+    verify_raw(domain)
     report = prepare(domain, params)
     return f"{domain}: {report.get('split_rows', report)}"
 

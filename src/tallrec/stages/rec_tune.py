@@ -36,14 +36,28 @@ def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
             write_json({"step": 0, "rec_tuned": False}, tmp / "metrics.json")
         return f"{run.name}: the stage-1 adapter, not rec-tuned"
     state = tune(run, params, start=stage1 if variant == "tallrec" else None)
-    best = f"{state.best_auc:.4f} at epoch {state.best_epoch}" if state.best_auc is not None else "none (every AUC was NaN)"
+    best = (
+        f"{state.best_auc:.4f} at epoch {state.best_epoch}"
+        if state.best_auc is not None
+        else "none (every AUC was NaN)"
+    )
     return f"{run.name}: best valid AUC {best}, {state.epoch} epochs"
 
 
 def tune(run, params: Params, start=None, *, stop_after_epochs: int | None = None):
     from tallrec.model import add_lora, base_dir, context_length, load_base
     from tallrec.prompts import prompt_budget, rec_prompts
-    from tallrec.tuning import STATE, TrainConfig, base_digest, code_digest, curves, encode_all, fingerprint_of, train, valid_frame
+    from tallrec.tuning import (
+        STATE,
+        TrainConfig,
+        base_digest,
+        code_digest,
+        curves,
+        encode_all,
+        fingerprint_of,
+        train,
+        valid_frame,
+    )
 
     section = params.rec_tune
     cfg = TrainConfig.of(section, params.model.max_length, run.seed)
@@ -52,9 +66,18 @@ def tune(run, params: Params, start=None, *, stop_after_epochs: int | None = Non
         raise DataError(shots, "K-shot draw not found (run `tallrec sample` with this K and seed)")
     base = base_dir(params.model.name)
     fingerprint = fingerprint_of(
-        "rec", run, as_dict(params.model), as_dict(params.lora), asdict(cfg), section.valid_size, as_dict(params.prompt),
-        sha256_of(shots), base_digest(base), sha256_of(start / "adapter_model.safetensors") if start else None,
-        code_digest())
+        "rec",
+        run,
+        as_dict(params.model),
+        as_dict(params.lora),
+        asdict(cfg),
+        section.valid_size,
+        as_dict(params.prompt),
+        sha256_of(shots),
+        base_digest(base),
+        sha256_of(start / "adapter_model.safetensors") if start else None,
+        code_digest(),
+    )
     model, tokenizer = load_base(base, params.model)
     budget = prompt_budget(tokenizer, params.prompt, params.model.max_length, context_length(model))
     df = pl.read_parquet(shots)
@@ -64,11 +87,25 @@ def tune(run, params: Params, start=None, *, stop_after_epochs: int | None = Non
     vdf = valid_frame(run.train_domain, section.valid_size, run.seed)
     valid = (rec_prompts(vdf, params.prompt, tokenizer, budget)[0], vdf["label"].cast(pl.Int64).to_list())
     ckpt = paths.checkpoint_dir(fingerprint)
-    live = curves(run.name, resume=(ckpt / STATE).exists())
+    scratch_curves = ckpt.with_name(ckpt.name + ".curves")
+    live = curves(scratch_curves, resume=(ckpt / STATE).exists())
     try:
-        return train(model, tokenizer, examples, cfg, paths.rec_adapter_dir(params.model.name, run.name), fingerprint=fingerprint,
-                     checkpoint=ckpt, valid=valid, prompt=params.prompt, live=live, stop_after_epochs=stop_after_epochs,
-                     desc=run.name, shortened_prompts=shortened)
+        return train(
+            model,
+            tokenizer,
+            examples,
+            cfg,
+            paths.rec_adapter_dir(params.model.name, run.name),
+            fingerprint=fingerprint,
+            checkpoint=ckpt,
+            valid=valid,
+            prompt=params.prompt,
+            live=live,
+            publish=[(scratch_curves, paths.LLM_CURVES / run.name)],
+            stop_after_epochs=stop_after_epochs,
+            desc=run.name,
+            shortened_prompts=shortened,
+        )
     finally:
         live.end()
 

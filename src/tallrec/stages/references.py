@@ -7,7 +7,7 @@ import polars as pl
 
 from tallrec import paths
 from tallrec.config import Params
-from tallrec.io import DataError, write_parquet
+from tallrec.io import DataError, write_predictions
 from tallrec.metrics import auc
 from tallrec.references import READS_THE_DRAW, REFERENCES, score
 
@@ -24,10 +24,11 @@ def main(params: Params) -> str:
                 shots = pl.read_parquet(paths.shot_path(domain, k, seed))
                 for name in (n for n in REFERENCES if n in READS_THE_DRAW or seed == params.sample.seeds[0]):
                     scores = score(name, test, shots)
-                    write_parquet(test.select("domain", "user", "target_item_id", "label").with_columns(score=pl.Series(scores)),
-                                  paths.reference_predictions_path(name, domain, k, seed))
+                    write_predictions(test, scores, paths.reference_predictions_path(name, domain, k, seed))
                     if seed == params.sample.seeds[0]:
-                        lines.append(f"{name} {domain} K={k} seed {seed}: AUC {auc(test['label'].to_numpy(), scores):.4f}")
+                        lines.append(
+                            f"{name} {domain} K={k} seed {seed}: AUC {auc(test['label'].to_numpy(), scores):.4f}"
+                        )
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from tallrec import paths
-from tallrec.config import Params
+from tallrec.config import Params, rec_grid
 from tallrec.io import DataError, read_json, write_json
 
 
@@ -23,16 +23,18 @@ def _number(x: float) -> float | None:
 
 
 def llm_summary(params: Params) -> dict[str, dict[str, float | None]]:
-    from tallrec.evaluation import eval_configs
-
+    # the configurations from the grid itself (tallrec.config), not tallrec.evaluation: a change to the
+    # scoring code does not re-run this stage
     by_row: dict[str, list[dict[str, float]]] = {}
-    for cfg in eval_configs(params):
-        path = paths.llm_summary_path(cfg.name)
+    for name, variant in [("icl", "icl")] + [(run.name, run.variant) for run in rec_grid(params.rec_tune)]:
+        path = paths.llm_summary_path(name)
         if not path.exists():
             raise DataError(path, "not evaluated (run the evaluate stages first)")
-        by_row.setdefault(cfg.variant, []).append(read_json(path)["auc"])
-    return {row: {f"{d}_auc": _number(np.mean([r[d] for r in runs])) for d in params.evaluate.test_domains}
-            for row, runs in by_row.items()}
+        by_row.setdefault(variant, []).append(read_json(path)["auc"])
+    return {
+        row: {f"{d}_auc": _number(np.mean([r[d] for r in runs])) for d in params.evaluate.test_domains}
+        for row, runs in by_row.items()
+    }
 
 
 def baselines_summary(params: Params) -> dict[str, dict[str, float | None]]:
