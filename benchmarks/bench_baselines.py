@@ -77,7 +77,10 @@ def main() -> None:
         rows.append((model, time.perf_counter() - start, peak_rss_mib(), cells))
         Console(stderr=True).print(f"{model}: {rows[-1][1]:.0f} s  {cells}")
     n_runs = len(section.domains) * len(section.ks) * len(section.seeds)
-    table = Table(title=f"baseline grid: {n_runs} runs x {len(section.weight_decays)} weight decays per model ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
+    table = Table(
+        title=f"baseline grid: {n_runs} runs x {len(section.weight_decays)} weight decays per model "
+        f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})"
+    )
     for column in ("step", "seconds", "peak RSS so far (MiB)", "test AUC mean (m=movie, b=book; K)"):
         table.add_column(column, justify="left" if column.startswith(("step", "test")) else "right")
     for name, seconds, rss, cells in rows:

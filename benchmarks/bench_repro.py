@@ -36,7 +36,11 @@ def delete_checkpoints() -> None:
 
 def run_stage(stage: str, force: bool, run_cache: bool) -> tuple[float, float, int]:
     """(seconds, peak RSS MiB of the stage's process tree, exit status)."""
-    cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else []) + ([] if run_cache else ["--no-run-cache"])
+    cmd = (
+        ["dvc", "repro", "--single-item", stage]
+        + (["--force"] if force else [])
+        + ([] if run_cache else ["--no-run-cache"])
+    )
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -47,7 +51,9 @@ def run_stage(stage: str, force: bool, run_cache: bool) -> tuple[float, float, i
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--force", action="store_true", help="rebuild stages that are up to date")
-    parser.add_argument("--fresh", action="store_true", help="--force, no run-cache, no checkpoints: a fresh clone's run")
+    parser.add_argument(
+        "--fresh", action="store_true", help="--force, no run-cache, no checkpoints: a fresh clone's run"
+    )
     args = parser.parse_args()
     if args.fresh:
         delete_checkpoints()

@@ -69,9 +69,16 @@ def reference(model, tok, prompts, yes, no, batch_size, force_128=False):
     for i in range(0, len(prompts), batch_size):
         enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.inference_mode():
-            gen = model.generate(**enc, max_new_tokens=128, do_sample=False, num_beams=1,
-                                 return_dict_in_generate=True, output_scores=True, pad_token_id=tok.pad_token_id,
-                                 min_new_tokens=128 if force_128 else 0)
+            gen = model.generate(
+                **enc,
+                max_new_tokens=128,
+                do_sample=False,
+                num_beams=1,
+                return_dict_in_generate=True,
+                output_scores=True,
+                pad_token_id=tok.pad_token_id,
+                min_new_tokens=128 if force_128 else 0,
+            )
         steps.append(len(gen.scores))
         out.append(torch.softmax(gen.scores[0][:, [yes, no]].float(), -1)[:, 0])
     print(f"  reference: {np.mean(steps):.0f} generated tokens per batch on average")
@@ -82,7 +89,9 @@ def naive(model, tok, prompts, yes, no):
     out = []
     with torch.inference_mode():
         for p in prompts:
-            logits = model(**tok(p, return_tensors="pt").to(model.device)).logits  # every position, the whole vocabulary
+            logits = model(
+                **tok(p, return_tensors="pt").to(model.device)
+            ).logits  # every position, the whole vocabulary
             out.append(torch.softmax(logits[0, -1, [yes, no]].float(), -1)[0].item())
     return np.array(out)
 
@@ -118,39 +127,62 @@ def precision_main(args) -> None:
     df = test_frame(args.domain, args.n or None)
     from transformers import AutoConfig
 
-    budget = prompt_budget(tok, params.prompt, params.model.max_length, AutoConfig.from_pretrained(args.base).max_position_embeddings)
+    budget = prompt_budget(
+        tok, params.prompt, params.model.max_length, AutoConfig.from_pretrained(args.base).max_position_embeddings
+    )
     prompts, _ = rec_prompts(df, params.prompt, tok, budget)
     vdf = pl.read_parquet(f"data/processed/{args.domain}/valid.parquet").head(args.calibration)
     calibration = rec_prompts(vdf, params.prompt, tok, budget)[0]
     labels = df["label"].cast(pl.Int64).to_numpy()
     threads = args.threads or usable_cores()
-    flags = sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags())
+    flags = sorted(
+        f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()
+    )
     console = Console(width=160)
-    console.print(f"{args.base} + {args.adapter or 'no adapter'}, {args.domain} test, {len(prompts)} prompts, {threads} threads, "
-                  f"CPU flags: {' '.join(flags)}")
+    console.print(
+        f"{args.base} + {args.adapter or 'no adapter'}, {args.domain} test, {len(prompts)} prompts, {threads} threads, "
+        f"CPU flags: {' '.join(flags)}"
+    )
     ctx = multiprocessing.get_context("spawn")
     results = {}
     for path in args.paths.split(","):
         if path == "bf16" and not native_bf16():
-            console.print("  bf16: skipped, no native bf16 on this CPU (emulated bf16 matmul measured >100x slower than fp32)")
+            console.print(
+                "  bf16: skipped, no native bf16 on this CPU (emulated bf16 matmul measured >100x slower than fp32)"
+            )
             continue
         queue = ctx.Queue()
-        proc = ctx.Process(target=_score_path, args=(path, args.base, args.adapter, prompts, calibration, args.batch_size, threads, queue))
+        proc = ctx.Process(
+            target=_score_path,
+            args=(path, args.base, args.adapter, prompts, calibration, args.batch_size, threads, queue),
+        )
         proc.start()
         results[path] = queue.get()
         proc.join()
         console.print(f"  {path}: {results[path][1]:.1f} s")
     p32, s32, _ = results["fp32"]
     a32 = auc(labels, p32)
-    table = Table(title=f"reduced-precision scoring, {len(prompts)} {args.domain} test prompts, "
-                        f"{args.adapter or 'untuned backbone'}, {threads} threads, flags {' '.join(flags)}")
+    table = Table(
+        title=f"reduced-precision scoring, {len(prompts)} {args.domain} test prompts, "
+        f"{args.adapter or 'untuned backbone'}, {threads} threads, flags {' '.join(flags)}"
+    )
     for col in ("path", "s", "prompts/s", "× fp32", "AUC", "|ΔAUC|", "r(p_yes)", "max |Δp|", "peak RSS MiB", "guard"):
         table.add_column(col, justify="left" if col == "path" else "right")
     for path, (p, sec, rss) in results.items():
         a, r = auc(labels, p), float(np.corrcoef(p, p32)[0, 1])
         ok = abs(a - a32) <= 0.003 and r >= 0.99
-        table.add_row(path, f"{sec:.1f}", f"{len(prompts) / sec:.2f}", f"{s32 / sec:.2f}", f"{a:.4f}", f"{abs(a - a32):.4f}",
-                      f"{r:.4f}", f"{np.abs(p - p32).max():.3f}", f"{rss:.0f}", "pass" if ok else "FAIL")
+        table.add_row(
+            path,
+            f"{sec:.1f}",
+            f"{len(prompts) / sec:.2f}",
+            f"{s32 / sec:.2f}",
+            f"{a:.4f}",
+            f"{abs(a - a32):.4f}",
+            f"{r:.4f}",
+            f"{np.abs(p - p32).max():.3f}",
+            f"{rss:.0f}",
+            "pass" if ok else "FAIL",
+        )
     console.print(table)
 
 
@@ -159,15 +191,31 @@ def main() -> None:
     ap.add_argument("--base", default="models/base/smollm2-135m")
     ap.add_argument("--n", type=int, default=256, help="movie test prompts")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"], help="auto: what the pipeline picks (tallrec.runtime.pick_dtype)")
+    ap.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bf16", "fp32"],
+        help="auto: what the pipeline picks (tallrec.runtime.pick_dtype)",
+    )
     ap.add_argument("--forced-n", type=int, default=32, help="prompts for the forced-128-token reference (0: skip)")
-    ap.add_argument("--threads", type=int, default=None, help="default: every core this process may use (tallrec.runtime.configure_threads)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="default: every core this process may use (tallrec.runtime.configure_threads)",
+    )
     ap.add_argument("--device", default=None, help="default: cuda when present, else cpu")
-    ap.add_argument("--precision", action="store_true", help="compare fp32 with the reduced-precision candidates instead")
+    ap.add_argument(
+        "--precision", action="store_true", help="compare fp32 with the reduced-precision candidates instead"
+    )
     ap.add_argument("--paths", default=",".join(PATHS), help="--precision: candidates (fp32 first)")
-    ap.add_argument("--adapter", default=None, help="--precision: a rec-tuned adapter folder (default: the untuned backbone)")
+    ap.add_argument(
+        "--adapter", default=None, help="--precision: a rec-tuned adapter folder (default: the untuned backbone)"
+    )
     ap.add_argument("--domain", default="movie", help="--precision: test domain")
-    ap.add_argument("--calibration", type=int, default=32, help="--precision: valid prompts that calibrate the smoothing")
+    ap.add_argument(
+        "--calibration", type=int, default=32, help="--precision: valid prompts that calibrate the smoothing"
+    )
     args = ap.parse_args()
     if args.precision:
         return precision_main(args)
@@ -188,8 +236,10 @@ def main() -> None:
     tokens = sum(len(ids) for ids in tok(prompts)["input_ids"])
     n_params = model.num_parameters() - model.get_input_embeddings().weight.numel()
     yes, no = answer_token_ids(tok, PromptParams().yes, PromptParams().no)
-    console.print(f"{args.base} ({n_params / 1e6:.1f}M non-embedding params), {args.dtype}, {where}, "
-                  f"{len(prompts)} prompts, {tokens} tokens (mean {tokens / len(prompts):.0f})")
+    console.print(
+        f"{args.base} ({n_params / 1e6:.1f}M non-embedding params), {args.dtype}, {where}, "
+        f"{len(prompts)} prompts, {tokens} tokens (mean {tokens / len(prompts):.0f})"
+    )
 
     peak = {name: matmul_gflops(dt, device) for name, dt in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
     rows, scores = [], {}
@@ -207,13 +257,19 @@ def main() -> None:
     # warm-up: kernel selection and, on a GPU, the allocator and cuBLAS plans for every batch shape
     warm = prompts if device.type == "cuda" else prompts[:2]
     engine.score(warm), plain.score(warm)
-    timed("engine", lambda: Scorer(model, tok, ScoringConfig(batch_size=args.batch_size, progress=False)).score(prompts))
+    timed(
+        "engine", lambda: Scorer(model, tok, ScoringConfig(batch_size=args.batch_size, progress=False)).score(prompts)
+    )
     timed("engine, no prefix cache", lambda: plain.score(prompts))
     timed("naive one-by-one forward", lambda: naive(model, tok, prompts, yes, no))
     timed("reference: generate(128)", lambda: reference(model, tok, prompts, yes, no, args.batch_size))
     if args.forced_n:
         sub = prompts[: args.forced_n]
-        timed(f"reference, all 128 steps ({len(sub)} prompts)", lambda: reference(model, tok, sub, yes, no, args.batch_size, True), len(sub))
+        timed(
+            f"reference, all 128 steps ({len(sub)} prompts)",
+            lambda: reference(model, tok, sub, yes, no, args.batch_size, True),
+            len(sub),
+        )
 
     ref_rate = len(prompts) / rows[3][1]
     sub_tokens = sum(len(ids) for ids in tok(prompts[: args.forced_n])["input_ids"]) if args.forced_n else 0
@@ -223,12 +279,21 @@ def main() -> None:
     for name, sec, n in reversed(rows):
         gflops = 2 * n_params * (tokens if n == len(prompts) else sub_tokens) / sec / 1e9
         delta = np.abs(scores[name] - scores["naive one-by-one forward"][:n]).max()
-        table.add_row(name, f"{sec:.1f}", f"{n / sec:.2f}", f"{n / sec / ref_rate:.1f}", f"{gflops:.0f}",
-                      f"{100 * gflops / peak[args.dtype][1]:.0f} %", f"{delta:.1e}")
+        table.add_row(
+            name,
+            f"{sec:.1f}",
+            f"{n / sec:.2f}",
+            f"{n / sec / ref_rate:.1f}",
+            f"{gflops:.0f}",
+            f"{100 * gflops / peak[args.dtype][1]:.0f} %",
+            f"{delta:.1e}",
+        )
     console.print(table)
     n = peak["bf16"][0]
-    console.print(f"matmul {n}³ in this run: bf16 {peak['bf16'][1]:.0f} GFLOP/s, fp32 {peak['fp32'][1]:.0f} GFLOP/s"
-                  + (" (fp32 runs as TF32 only if torch allows it)" if device.type == "cuda" else ""))
+    console.print(
+        f"matmul {n}³ in this run: bf16 {peak['bf16'][1]:.0f} GFLOP/s, fp32 {peak['fp32'][1]:.0f} GFLOP/s"
+        + (" (fp32 runs as TF32 only if torch allows it)" if device.type == "cuda" else "")
+    )
 
 
 if __name__ == "__main__":

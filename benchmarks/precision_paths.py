@@ -29,7 +29,9 @@ def _dynamic_int8(linear: torch.nn.Linear) -> torch.nn.Module:
 
     plain = torch.nn.Linear(linear.in_features, linear.out_features, bias=False)
     plain.weight = linear.weight
-    return quantize_dynamic(torch.nn.Sequential(plain), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)[0]
+    return quantize_dynamic(
+        torch.nn.Sequential(plain), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+    )[0]
 
 
 class Int8Linear(torch.nn.Module):
@@ -63,9 +65,12 @@ def activation_ranges(model, tokenizer, prompts: list[str], batch_size: int) -> 
         def record(_, inputs):
             m = inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).amax(0)
             ranges[name] = torch.maximum(ranges[name], m) if name in ranges else m
+
         return record
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in model.model.named_modules() if type(m) is torch.nn.Linear]
+    handles = [
+        m.register_forward_pre_hook(hook(n)) for n, m in model.model.named_modules() if type(m) is torch.nn.Linear
+    ]
     Scorer(model, tokenizer, ScoringConfig(batch_size=batch_size, progress=False)).score(prompts)
     for h in handles:
         h.remove()
@@ -78,9 +83,21 @@ def smooth(model, ranges: dict[str, torch.Tensor], alpha: float = 0.5) -> None:
     with torch.no_grad():
         for i, layer in enumerate(model.model.layers):
             attn, mlp = layer.self_attn, layer.mlp
-            groups = [(layer.input_layernorm.weight, None, [attn.q_proj, attn.k_proj, attn.v_proj], f"layers.{i}.self_attn.q_proj"),
-                      (layer.post_attention_layernorm.weight, None, [mlp.gate_proj, mlp.up_proj], f"layers.{i}.mlp.gate_proj"),
-                      (None, mlp.up_proj, [mlp.down_proj], f"layers.{i}.mlp.down_proj")]
+            groups = [
+                (
+                    layer.input_layernorm.weight,
+                    None,
+                    [attn.q_proj, attn.k_proj, attn.v_proj],
+                    f"layers.{i}.self_attn.q_proj",
+                ),
+                (
+                    layer.post_attention_layernorm.weight,
+                    None,
+                    [mlp.gate_proj, mlp.up_proj],
+                    f"layers.{i}.mlp.gate_proj",
+                ),
+                (None, mlp.up_proj, [mlp.down_proj], f"layers.{i}.mlp.down_proj"),
+            ]
             for norm_weight, producer, consumers, key in groups:
                 w_range = torch.stack([c.weight.abs().amax(0) for c in consumers]).amax(0).clamp(min=1e-5)
                 s = (ranges[key].clamp(min=1e-5) ** alpha / w_range ** (1 - alpha)).clamp(min=1e-5)
@@ -97,7 +114,9 @@ def build(path: str, base, adapter, calibration: list[str], batch_size: int):
     from tallrec.config import ModelParams
     from tallrec.model import load_scoring_model
 
-    model, tokenizer = load_scoring_model(base, adapter, ModelParams(dtype="bf16" if path == "bf16" else "fp32", device="cpu"))
+    model, tokenizer = load_scoring_model(
+        base, adapter, ModelParams(dtype="bf16" if path == "bf16" else "fp32", device="cpu")
+    )
     if adapter is not None and (path == "fp32-merged" or path.startswith("int8")):
         model = model.merge_and_unload()  # int8: quantize W + BA, not W alone
     if not path.startswith("int8"):

@@ -38,7 +38,9 @@ def run_stage(stage: str, params_file: Path, gguf: Path | None) -> None:
     if stage == "base-model":
         cli.base_model(params_file=params_file, gguf=gguf)
     else:
-        {"alpaca-tune": cli.alpaca_tune, "rec-tune": cli.rec_tune, "evaluate": cli.evaluate_cmd}[stage](params_file=params_file)
+        {"alpaca-tune": cli.alpaca_tune, "rec-tune": cli.rec_tune, "evaluate": cli.evaluate_cmd}[stage](
+            params_file=params_file
+        )
 
 
 def main() -> None:
@@ -68,7 +70,9 @@ def main() -> None:
             seconds = time.perf_counter() - start
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak so far
             gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0
-            rows.append({"stage": stage, "seconds": round(seconds, 1), "peak_rss_mib": round(rss), "peak_gpu_mib": round(gpu)})
+            rows.append(
+                {"stage": stage, "seconds": round(seconds, 1), "peak_rss_mib": round(rss), "peak_gpu_mib": round(gpu)}
+            )
 
     table = Table(title=f"LLM stages on {device}, model {typed.model.name}")
     for column in ("stage", "seconds", "peak RSS MiB (so far)", "peak GPU MiB"):

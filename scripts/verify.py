@@ -41,7 +41,9 @@ def git(*args: str, cwd: Path = ROOT) -> str:
 
 def lock_outputs(lock: dict) -> dict[str, dict[str, str]]:
     """stage -> {output path: md5} of a parsed dvc.lock."""
-    return {stage: {o["path"]: o.get("md5", "") for o in entry.get("outs", [])} for stage, entry in lock["stages"].items()}
+    return {
+        stage: {o["path"]: o.get("md5", "") for o in entry.get("outs", [])} for stage, entry in lock["stages"].items()
+    }
 
 
 def selected(stage: str, fast: bool) -> bool:
@@ -72,6 +74,12 @@ def main() -> int:
     ap.add_argument("--fast", action="store_true", help="only the cheap stages: " + ", ".join(FAST_STAGES))
     ap.add_argument("--keep", action="store_true", help="keep the scratch clone (default: removed when all are equal)")
     ap.add_argument("--rev", default="HEAD", help="the commit whose dvc.lock is checked (default: HEAD)")
+    ap.add_argument(
+        "--against",
+        type=Path,
+        help="compare with this dvc.lock file instead of the commit's own (a lock "
+        "being made from the same code, or one rebuilt on another machine)",
+    )
     args = ap.parse_args()
 
     rev = git("rev-parse", "--short", args.rev)
@@ -83,7 +91,7 @@ def main() -> int:
     shutil.rmtree(clone, ignore_errors=True)
     git("clone", "-q", "--no-hardlinks", str(ROOT), str(clone))
     git("checkout", "-q", "--detach", rev, cwd=clone)
-    committed = lock_outputs(yaml.safe_load((clone / "dvc.lock").read_text()))
+    committed = lock_outputs(yaml.safe_load((args.against or clone / "dvc.lock").read_text()))
     stages = [s for s in committed if selected(s, args.fast)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
     start = time.perf_counter()
@@ -92,7 +100,9 @@ def main() -> int:
     done = subprocess.run(cmd, cwd=clone, env=env)
     minutes = (time.perf_counter() - start) / 60
     if done.returncode != 0:
-        console.print(f"[bold red]error:[/] `{' '.join(cmd)}` failed in {clone} (exit {done.returncode}) after {minutes:.1f} min")
+        console.print(
+            f"[bold red]error:[/] `{' '.join(cmd)}` failed in {clone} (exit {done.returncode}) after {minutes:.1f} min"
+        )
         return 1
     rebuilt = lock_outputs(yaml.safe_load((clone / "dvc.lock").read_text()))
     caches = [ROOT / ".dvc" / "cache", ROOT.parent / "shared" / "dvc-remote"]
@@ -102,17 +112,23 @@ def main() -> int:
     bad = []
     for stage in stages:
         outs = committed[stage]
-        diff = [differing_files(p, md5, rebuilt.get(stage, {}).get(p, ""), caches, clone / ".dvc" / "cache")
-                for p, md5 in outs.items() if rebuilt.get(stage, {}).get(p) != md5]
+        diff = [
+            differing_files(p, md5, rebuilt.get(stage, {}).get(p, ""), caches, clone / ".dvc" / "cache")
+            for p, md5 in outs.items()
+            if rebuilt.get(stage, {}).get(p) != md5
+        ]
         table.add_row(stage, str(len(outs)), "[green]equal[/]" if not diff else "[red]DIFFERENT:[/] " + "; ".join(diff))
         if diff:
             bad.append(stage)
     Console(width=200).print(table)
     if bad:
-        console.print(f"[bold red]{len(bad)} of {len(stages)} stages differ[/] from the committed dvc.lock: {', '.join(bad)} "
-                      f"(the rebuild is kept in {clone})")
+        console.print(
+            f"[bold red]{len(bad)} of {len(stages)} stages differ[/] from {args.against or 'the committed dvc.lock'}: "
+            f"{', '.join(bad)} "
+            f"(the rebuild is kept in {clone})"
+        )
         return 1
-    print(f"all {len(stages)} stages equal to the committed dvc.lock")
+    print(f"all {len(stages)} stages equal to {args.against or 'the committed dvc.lock'}")
     if not args.keep:
         shutil.rmtree(clone, ignore_errors=True)
     return 0

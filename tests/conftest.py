@@ -38,7 +38,12 @@ def build_tiny_backbone(folder: Path, seed: int = 0) -> Path:
     bpe.decoder = decoders.ByteLevel()
     bpe.train_from_iterator(
         corpus,
-        trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False),
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<pad>", "<s>", "</s>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
     )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     config = LlamaConfig(
@@ -89,3 +94,14 @@ def smollm2_base(tmp_path_factory) -> Path:
     if (built / "model.safetensors").exists() and (built / model.BASE_INFO).exists():
         return built
     return model.build_base("smollm2-135m", out=tmp_path_factory.mktemp("smollm2") / "smollm2-135m")
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """A command run in-process (CliRunner) sets torch's thread count for the whole process
+    (tallrec.runtime.configure_threads); every test starts from the count the session started with."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

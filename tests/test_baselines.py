@@ -17,9 +17,23 @@ from tallrec.baselines.run import builder, run_one
 N_ITEMS, N_GROUPS, TEXT_DIM = 20, 4, 8
 
 CFG = BaselineParams(
-    dim=16, hidden=32, bert_hidden=32, bert_layers=2, bert_bf16=False, caser_h_filters=4, caser_v_filters=2,
-    sasrec_blocks=1, dropout=0.0, weight_decays=(1e-6,), epochs=10, patience=2, batch_size=64, lr=2e-2,
-    min_count=1, val_size=None, threads=1,
+    dim=16,
+    hidden=32,
+    bert_hidden=32,
+    bert_layers=2,
+    bert_bf16=False,
+    caser_h_filters=4,
+    caser_v_filters=2,
+    sasrec_blocks=1,
+    dropout=0.0,
+    weight_decays=(1e-6,),
+    epochs=10,
+    patience=2,
+    batch_size=64,
+    lr=2e-2,
+    min_count=1,
+    val_size=None,
+    threads=1,
 )
 L = 10  # history length of the synthetic rows
 
@@ -40,8 +54,14 @@ def synthetic(n: int, seed: int, short: bool = False) -> pl.DataFrame:
             labels.append(int(liked))
         target = rng.integers(N_ITEMS)
         rows.append(
-            {"domain": "syn", "user": f"u{seed}_{u}", "history_item_ids": ids, "history_labels": labels,
-             "target_item_id": f"i{target}", "label": int(target % N_GROUPS == group)}
+            {
+                "domain": "syn",
+                "user": f"u{seed}_{u}",
+                "history_item_ids": ids,
+                "history_labels": labels,
+                "target_item_id": f"i{target}",
+                "label": int(target % N_GROUPS == group),
+            }
         )
     return pl.DataFrame(rows, schema_overrides={"history_labels": pl.List(pl.Int64), "label": pl.Int8})
 
@@ -71,7 +91,9 @@ def test_padding_repeats_the_last_item():
 def test_unseen_items_share_unk(splits):
     train = splits[0]
     vocab = Vocab.build(train.head(5), min_count=1)
-    batch = base.encode(pl.DataFrame({**train.head(1).to_dict(as_series=False), "target_item_id": ["never-seen"]}), vocab, L)
+    batch = base.encode(
+        pl.DataFrame({**train.head(1).to_dict(as_series=False), "target_item_id": ["never-seen"]}), vocab, L
+    )
     assert batch["target"].tolist() == [base.UNK]
     assert abs(float(vocab.popularity.sum()) - 1) < 1e-6
 
@@ -137,12 +159,24 @@ def test_grid_in_worker_processes_matches_one_process(splits, tmp_path, monkeypa
         paths.shot_path("movie", 16, seed).parent.mkdir(parents=True, exist_ok=True)
         train.sample(n=64, seed=seed).write_parquet(paths.shot_path("movie", 16, seed))
     section = {
-        **as_dict(CFG), "weight_decays": [1e-4, 1e-6], "epochs": 2, "domains": ["movie"], "ks": [16], "seeds": [0, 1],
+        **as_dict(CFG),
+        "weight_decays": [1e-4, 1e-6],
+        "epochs": 2,
+        "domains": ["movie"],
+        "ks": [16],
+        "seeds": [0, 1],
     }
     outputs = {}
     for workers, threads in ((1, 1), (2, 2)):  # one thread per run either way
-        params = with_changes(Params(), {"sample": {"ks": [16]}, "rec_tune": {"ks": [16]}, "data": {"movie": {"history_len": L}},
-                                         "baselines": {**section, "workers": workers, "threads": threads}})
+        params = with_changes(
+            Params(),
+            {
+                "sample": {"ks": [16]},
+                "rec_tune": {"ks": [16]},
+                "data": {"movie": {"history_len": L}},
+                "baselines": {**section, "workers": workers, "threads": threads},
+            },
+        )
         summary = run_model("gru4rec", params)
         scores = [pl.read_parquet(paths.baseline_predictions_path("gru4rec", "movie", 16, s))["score"] for s in (0, 1)]
         outputs[workers] = (summary, scores)
@@ -181,7 +215,11 @@ def test_dros_loss_is_mse_plus_alpha_beta_log_mean_exp(beta):
     class Tiny(torch.nn.Module):  # the three methods dros_loss uses, on fixed random vectors
         def __init__(self, n_users, n_items, dim=4):
             super().__init__()
-            self.user, self.item, self.head = torch.nn.Embedding(n_users, dim), torch.nn.Embedding(n_items, dim), base.Head(dim, dim, dim)
+            self.user, self.item, self.head = (
+                torch.nn.Embedding(n_users, dim),
+                torch.nn.Embedding(n_items, dim),
+                base.Head(dim, dim, dim),
+            )
 
         def encode(self, batch):
             return self.user(batch["user"])
@@ -192,7 +230,11 @@ def test_dros_loss_is_mse_plus_alpha_beta_log_mean_exp(beta):
     torch.manual_seed(0)
     n_items, rows = 6, 5
     model = Tiny(rows, n_items)
-    batch = {"user": torch.arange(rows), "target": torch.tensor([1, 4, 0, 4, 5]), "label": torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])}
+    batch = {
+        "user": torch.arange(rows),
+        "target": torch.tensor([1, 4, 0, 4, 5]),
+        "label": torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0]),
+    }
     popularity = torch.tensor([0.05, 0.3, 0.1, 0.25, 0.2, 0.1])
     cfg = SimpleNamespace(dros_alpha=0.7, dros_beta=beta)
     with torch.no_grad():

@@ -17,9 +17,19 @@ from tallrec.scoring import score_prompts
 
 runner = CliRunner()
 GOOD = [
-    {"liked": ['"Toy Story (1995)"', '"Heat (1995)"'], "disliked": ['"Alpha Beta"'], "target": '"Gamma (1999)"', "user": 7},
+    {
+        "liked": ['"Toy Story (1995)"', '"Heat (1995)"'],
+        "disliked": ['"Alpha Beta"'],
+        "target": '"Gamma (1999)"',
+        "user": 7,
+    },
     {"liked": [], "disliked": [], "target": '"Heat (1995)"'},
-    {"liked": ['"Delta" written by Jane Austen'], "disliked": [], "target": '"Epsilon" written by Jane Austen', "domain": "book"},
+    {
+        "liked": ['"Delta" written by Jane Austen'],
+        "disliked": [],
+        "target": '"Epsilon" written by Jane Austen',
+        "domain": "book",
+    },
 ]
 
 
@@ -30,7 +40,9 @@ def adapter(tiny_backbone, tmp_path_factory):
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.float32)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     folder = tmp_path_factory.mktemp("adapter")
     peft.save_pretrained(folder)
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_backbone)
@@ -64,12 +76,16 @@ def test_score_adds_p_yes_to_every_line(adapter, tiny_backbone, tmp_path):
 
 
 BAD = (
-    json.dumps(GOOD[0]) + "\n"
-    + "{not json\n"
-    + json.dumps({"liked": [], "disliked": []}) + "\n"
-    + json.dumps({**GOOD[1], "target": "  "}) + "\n"
+    json.dumps(GOOD[0])
     + "\n"
-    + json.dumps(GOOD[1]) + "\n"
+    + "{not json\n"
+    + json.dumps({"liked": [], "disliked": []})
+    + "\n"
+    + json.dumps({**GOOD[1], "target": "  "})
+    + "\n"
+    + "\n"
+    + json.dumps(GOOD[1])
+    + "\n"
 )
 
 
@@ -96,8 +112,12 @@ def test_rank_prints_best_first(adapter, tmp_path):
     history = tmp_path / "history.json"
     history.write_text(json.dumps({"liked": ['"Toy Story (1995)"'], "disliked": ['"Heat (1995)"']}))
     candidates = tmp_path / "candidates.txt"
-    candidates.write_text("\n".join(['"Alpha"', '"Beta (1990)"', '"Gamma"', '"Delta Epsilon"', '"Toy Story (1995)"']) + "\n")
-    result = run("rank", "--adapter", str(adapter[0]), "--history", str(history), "--candidates", str(candidates), "--top", "3")
+    candidates.write_text(
+        "\n".join(['"Alpha"', '"Beta (1990)"', '"Gamma"', '"Delta Epsilon"', '"Toy Story (1995)"']) + "\n"
+    )
+    result = run(
+        "rank", "--adapter", str(adapter[0]), "--history", str(history), "--candidates", str(candidates), "--top", "3"
+    )
     assert result.exit_code == 0, result.output
     rows = re.findall(r"│\s*(\d+)\s*│\s*([01]\.\d{4})\s*│", result.output)
     assert [int(r) for r, _ in rows] == [1, 2, 3]
@@ -127,7 +147,9 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("how", ["same", "relative", "dotdot", "symlink", "symlinked_dir", "input_is_symlink", "hardlink"])
+@pytest.mark.parametrize(
+    "how", ["same", "relative", "dotdot", "symlink", "symlinked_dir", "input_is_symlink", "hardlink"]
+)
 def test_score_refuses_output_that_is_the_input(no_model, tmp_path, monkeypatch, how):
     src = tmp_path / "users.jsonl"
     text = json.dumps(GOOD[1]) + "\n{not json\n"
@@ -157,7 +179,13 @@ def test_score_refuses_output_that_is_the_input(no_model, tmp_path, monkeypatch,
     assert src.read_text() == text
 
 
-NOT_UTF8 = json.dumps(GOOD[1]).encode() + b"\n" + b'{"liked": [], "disliked": [], "target": "caf\xe9"}\n' + json.dumps(GOOD[0]).encode() + b"\n"
+NOT_UTF8 = (
+    json.dumps(GOOD[1]).encode()
+    + b"\n"
+    + b'{"liked": [], "disliked": [], "target": "caf\xe9"}\n'
+    + json.dumps(GOOD[0]).encode()
+    + b"\n"
+)
 
 
 def test_score_non_utf8_line_is_skipped_with_its_location(adapter, tmp_path):
@@ -178,13 +206,18 @@ def test_score_non_utf8_line_fails_with_its_location(no_model, tmp_path):
 
 
 # written literally: JSON accepts a lone surrogate escape, no tokenizer or UTF-8 file can take it
-SURROGATES = "\n".join([
-    json.dumps({**GOOD[1], "target": '"\\ud83d\\ude00 (1999)"'}).replace("\\\\", "\\"),  # a proper pair: fine
-    '{"liked": [], "disliked": [], "target": "\\ud800"}',
-    '{"liked": ["\\udfff"], "disliked": [], "target": "x"}',
-    '{"liked": [], "disliked": [], "target": "x", "user": {"name": ["\\ud800"]}}',
-    '{"liked": [], "disliked": [], "target": "x", "\\udc00": 1}',
-]) + "\n"
+SURROGATES = (
+    "\n".join(
+        [
+            json.dumps({**GOOD[1], "target": '"\\ud83d\\ude00 (1999)"'}).replace("\\\\", "\\"),  # a proper pair: fine
+            '{"liked": [], "disliked": [], "target": "\\ud800"}',
+            '{"liked": ["\\udfff"], "disliked": [], "target": "x"}',
+            '{"liked": [], "disliked": [], "target": "x", "user": {"name": ["\\ud800"]}}',
+            '{"liked": [], "disliked": [], "target": "x", "\\udc00": 1}',
+        ]
+    )
+    + "\n"
+)
 
 
 def test_score_lone_surrogate_is_a_bad_line(adapter, tmp_path):
@@ -193,7 +226,9 @@ def test_score_lone_surrogate_is_a_bad_line(adapter, tmp_path):
     result = run("score", "--adapter", str(adapter[0]), "--input", str(src), "--output", str(out), "--on-error", "skip")
     assert result.exit_code == 0, result.output
     for n, where in ((2, "field 'target'"), (3, "field 'liked'"), (4, "field 'user'"), (5, "a field name")):
-        assert re.search(rf"{re.escape(str(src))}:{n}: not valid unicode: lone surrogate \\u[0-9a-f]{{4}} in {where}", result.output), result.output
+        assert re.search(
+            rf"{re.escape(str(src))}:{n}: not valid unicode: lone surrogate \\u[0-9a-f]{{4}} in {where}", result.output
+        ), result.output
     assert [json.loads(x)["target"] for x in out.read_text(encoding="utf-8").splitlines()] == ['"\U0001f600 (1999)"']
 
 
@@ -207,8 +242,16 @@ def test_score_lone_surrogate_fails_before_the_model_loads(no_model, tmp_path):
 
 def test_score_all_lines_bad_says_why(no_model, tmp_path):
     src = tmp_path / "allbad.jsonl"
-    src.write_text("{not json\n" + json.dumps({"liked": [], "disliked": []}) + "\n\n" + json.dumps({**GOOD[1], "target": ""}) + "\n"
-                   + "[]\n" + json.dumps({**GOOD[1], "domain": "music"}) + "\n")
+    src.write_text(
+        "{not json\n"
+        + json.dumps({"liked": [], "disliked": []})
+        + "\n\n"
+        + json.dumps({**GOOD[1], "target": ""})
+        + "\n"
+        + "[]\n"
+        + json.dumps({**GOOD[1], "domain": "music"})
+        + "\n"
+    )
     result = run("score", "--adapter", "unused", "--input", str(src), "--on-error", "skip")
     line = one_line_error(result)
     assert line.startswith(f"error: {src}: no good lines to score (5 bad: ")
@@ -321,9 +364,28 @@ def test_the_console_shows_our_lines_not_library_noise(adapter, tmp_path, quanti
     folder, _ = adapter
     src = tmp_path / "users.jsonl"
     src.write_text(json.dumps(GOOD[0]) + "\n")
-    done = subprocess.run([sys.executable, "-m", "tallrec", "score", "--adapter", str(folder), "--input", str(src),
-                           "--quantize", quantize, "--params", str(paths.PARAMS.resolve())],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tallrec",
+            "score",
+            "--adapter",
+            str(folder),
+            "--input",
+            str(src),
+            "--quantize",
+            quantize,
+            "--device",
+            "cpu",  # on a CUDA host the 8-bit path would otherwise run on the GPU
+            "--params",
+            str(paths.PARAMS.resolve()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert lines == [f"scored 1 lines into {tmp_path / 'users.scored.jsonl'}"], lines
@@ -334,7 +396,42 @@ def test_library_tqdm_bars_are_off_in_every_stage():
     import subprocess
     import sys
 
-    code = "from tallrec.runtime import quiet_libraries; quiet_libraries(); " \
-           "from tqdm.auto import tqdm; list(tqdm(range(3), desc='Converting'))"
+    code = (
+        "from tallrec.runtime import quiet_libraries; quiet_libraries(); "
+        "from tqdm.auto import tqdm; list(tqdm(range(3), desc='Converting'))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Converting" not in done.stderr, done.stderr
+
+
+def test_rank_shows_the_best_k_of_n_in_order(adapter, tmp_path):
+    """Sorted output is not enough: the shown items must be the k best of the n, as `score` scores them."""
+    liked, disliked = ['"Toy Story (1995)"'], ['"Heat (1995)"']
+    items = [
+        '"Alpha"',
+        '"Beta (1990)"',
+        '"Gamma"',
+        '"Delta Epsilon"',
+        '"Toy Story (1995)"',
+        '"Epsilon Alpha"',
+        '"Heat"',
+    ]
+    history, candidates, users = tmp_path / "history.json", tmp_path / "candidates.txt", tmp_path / "users.jsonl"
+    history.write_text(json.dumps({"liked": liked, "disliked": disliked}))
+    candidates.write_text("\n".join(items) + "\n")
+    users.write_text("".join(json.dumps({"liked": liked, "disliked": disliked, "target": t}) + "\n" for t in items))
+    scored = run("score", "--adapter", str(adapter[0]), "--input", str(users), "--output", str(tmp_path / "s.jsonl"))
+    assert scored.exit_code == 0, scored.output
+    p_yes = {
+        json.loads(line)["target"]: json.loads(line)["p_yes"]
+        for line in (tmp_path / "s.jsonl").read_text().splitlines()
+    }
+    assert len(set(p_yes.values())) == len(items)  # no ties: one right answer
+    best = sorted(items, key=lambda t: -p_yes[t])[:3]
+    result = run(
+        "rank", "--adapter", str(adapter[0]), "--history", str(history), "--candidates", str(candidates), "--top", "3"
+    )
+    assert result.exit_code == 0, result.output
+    shown = re.findall(r"│\s*\d+\s*│\s*([01]\.\d{4})\s*│\s*(\S.*?)\s*│", result.output)
+    assert [item for _, item in shown] == best
+    assert [float(p) for p, _ in shown] == pytest.approx([p_yes[t] for t in best], abs=1e-4)

@@ -37,14 +37,14 @@ def test_the_committed_params_are_the_defaults():
     assert yaml.load(TEXT, Loader=Yaml12Loader).keys() == as_dict(Params()).keys()
 
 
-def test_a_params_file_rewritten_by_dvc_exp_run_reads_the_same():
+def test_a_params_file_rewritten_by_dvc_exp_run_reads_the_same(tmp_path):
     """`dvc exp run -S` rewrites params.yaml as YAML 1.2 (ruamel): keys like `yes` come out bare, which
     YAML 1.1 readers (PyYAML's default) take for booleans. Every experiment of a sweep failed so."""
     import shutil
 
     from dvc.utils.serialize import modify_yaml
 
-    path = Path(pytest.importorskip("tempfile").mkdtemp()) / "params.yaml"
+    path = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", path)
     path.write_text(path.read_text().replace("  yes: Yes.", '  "yes": Yes.'))  # quoted going in: DVC drops it
     with modify_yaml(path) as raw:
@@ -52,24 +52,54 @@ def test_a_params_file_rewritten_by_dvc_exp_run_reads_the_same():
     assert '"yes"' not in path.read_text() and "  yes: Yes." in path.read_text()
     assert load_params(path) == with_changes(Params(), {"rec_tune": {"ks": [16]}})
     assert load_params(path).prompt.yes == "Yes." and load_params(path).prompt.no == "No."
-    shutil.rmtree(path.parent)
 
 
-@pytest.mark.parametrize("old, new, message, on_line", [
-    ("  lr: 1.0e-3 ", "  lrr: 1.0e-3 ", r"rec_tune.lrr: unknown key \(did you mean lr\?\)", "lrr:"),
-    ("  ks: [64] ", "  ks: [0] ", r"rec_tune.ks: every value must be >= 1, not 0", "ks: [0]"),
-    ("  ks: [16, 64, 256]\n  seeds: [0, 1, 2, 3, 4]\n\nbaselines", "  ks: [0]\n  seeds: [0, 1, 2, 3, 4]\n\nbaselines",
-     r"sample.ks: every value must be >= 1, not 0", "ks: [0]"),
-    ("  test_size: null", "  test_size: 0", r"evaluate.test_size: 0 must be > 0 \(or null\)", "test_size: 0"),
-    ("  lr: 1.0e-3 ", "  lr: -1 ", r"rec_tune.lr: -1 must be > 0", "lr: -1"),
-    ("  train_domains: [movie] ", "  train_domains: [] ", r"rec_tune.train_domains: must not be empty", "train_domains: []"),
-    ("  train_domains: [movie] ", "  train_domains: [film] ", r"rec_tune.train_domains\[0\]: 'film' is not one of movie, book, both", "[film]"),
-    ("  batch_size: 8 ", "  batch_size: eight ", r"rec_tune.batch_size: expected an integer, got 'eight'", "eight"),
-    ("  drop_implicit_zeros: false", "  drop_implicit_zeros: 1", r"data.book.drop_implicit_zeros: expected true or false, got 1",
-     "drop_implicit_zeros: 1"),
-    ("  micro_batch: 2\n  max_epochs", "  micro_batch: 3\n  max_epochs", r"rec_tune.micro_batch: 3 does not divide rec_tune.batch_size 8", "micro_batch: 3"),
-    ("  name: smollm2-135m ", "  name: gpt5 ", r"model.name: 'gpt5' is not in the catalog .* needs model.source", "gpt5"),
-])
+@pytest.mark.parametrize(
+    "old, new, message, on_line",
+    [
+        ("  lr: 1.0e-3 ", "  lrr: 1.0e-3 ", r"rec_tune.lrr: unknown key \(did you mean lr\?\)", "lrr:"),
+        ("  ks: [64] ", "  ks: [0] ", r"rec_tune.ks: every value must be >= 1, not 0", "ks: [0]"),
+        (
+            "  ks: [16, 64, 256]\n  seeds: [0, 1, 2, 3, 4]\n\nbaselines",
+            "  ks: [0]\n  seeds: [0, 1, 2, 3, 4]\n\nbaselines",
+            r"sample.ks: every value must be >= 1, not 0",
+            "ks: [0]",
+        ),
+        ("  test_size: null", "  test_size: 0", r"evaluate.test_size: 0 must be > 0 \(or null\)", "test_size: 0"),
+        ("  lr: 1.0e-3 ", "  lr: -1 ", r"rec_tune.lr: -1 must be > 0", "lr: -1"),
+        (
+            "  train_domains: [movie] ",
+            "  train_domains: [] ",
+            r"rec_tune.train_domains: must not be empty",
+            "train_domains: []",
+        ),
+        (
+            "  train_domains: [movie] ",
+            "  train_domains: [film] ",
+            r"rec_tune.train_domains\[0\]: 'film' is not one of movie, book, both",
+            "[film]",
+        ),
+        ("  batch_size: 8 ", "  batch_size: eight ", r"rec_tune.batch_size: expected an integer, got 'eight'", "eight"),
+        (
+            "  drop_implicit_zeros: false",
+            "  drop_implicit_zeros: 1",
+            r"data.book.drop_implicit_zeros: expected true or false, got 1",
+            "drop_implicit_zeros: 1",
+        ),
+        (
+            "  micro_batch: 2\n  max_epochs",
+            "  micro_batch: 3\n  max_epochs",
+            r"rec_tune.micro_batch: 3 does not divide rec_tune.batch_size 8",
+            "micro_batch: 3",
+        ),
+        (
+            "  name: smollm2-135m ",
+            "  name: gpt5 ",
+            r"model.name: 'gpt5' is not in the catalog .* needs model.source",
+            "gpt5",
+        ),
+    ],
+)
 def test_a_bad_value_is_one_line_naming_file_line_and_key(tmp_path, old, new, message, on_line):
     path = changed(tmp_path, old, new)
     with pytest.raises(ParamsError, match=r"params.yaml:\d+: " + message) as e:
@@ -115,29 +145,72 @@ def test_with_changes_checks_like_a_file():
 @pytest.mark.parametrize("command", ["alpaca-tune", "rec-tune", "evaluate", "base-model", "sample"])
 def test_a_stage_stops_on_bad_params_before_loading_anything(tmp_path, command):
     path = changed(tmp_path, "  name: smollm2-135m ", "  name: gpt5 ")
-    done = subprocess.run([sys.executable, "-m", "tallrec", command, "--params", str(path)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tallrec", command, "--params", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "model.name: 'gpt5' is not in the catalog" in lines[0], done.stderr
 
 
-@pytest.mark.parametrize("old, new, message, on_line", [
-    # DVC (ruamel, YAML 1.2) refuses a duplicate key: taking the last one silently trained 500 epochs
-    ("  max_epochs: 3 ", "  max_epochs: 3\n  max_epochs: 500 ", r"YAML syntax error: found duplicate key 'max_epochs'", "max_epochs: 500"),
-    ("  lr: 1.0e-3 ", "  lr: .inf ", r"rec_tune.lr: inf must be a finite number", "lr: .inf"),
-    ("  weight_decay: 0.0\n  max_grad_norm: 1.0\n  checkpoint_steps: 0           #", "  weight_decay: .nan\n  max_grad_norm: 1.0\n  checkpoint_steps: 0           #",
-     r"rec_tune.weight_decay: nan must be a finite number", "weight_decay: .nan"),
-    ("  bootstrap: 1000 ", "  bootstrap: 1000000000000 ", r"report.bootstrap: 1000000000000 must be <= 100000", "bootstrap:"),
-    ("  r: 8\n", "  r: 100000\n", r"lora.r: 100000 must be <= 1024", "r: 100000"),
-    ("  threads: 2                    # torch", "  threads: 100000               # torch", r"model.threads: 100000 must be <= 1024", "threads: 100000"),
-    ("  device: null ", "  device: tpu ", r"model.device: 'tpu' must be null, cpu, cuda or cuda:<index>", "device: tpu"),
-    ("  separator: \", \"", "  separator: \", {nope}\"", None, None),
-    ("  instruction: Given the user's", "  instruction: Given {nope} the user's", r"prompt.instruction: .* unknown field \{nope\}: it may use \{noun\}", "{nope}"),
-    ("    book: {noun: book, text: '\"{title}\" written by {author}'}", "    book: {noun: book, text: '\"{title}\" by {writer}'}",
-     r"prompt.items.book.text: unknown field \{writer\}: it may use \{author\}, \{title\}", "{writer}"),
-])
-def test_params_mean_what_dvc_reads_and_values_that_can_only_be_mistakes_are_refused(tmp_path, old, new, message, on_line):
+@pytest.mark.parametrize(
+    "old, new, message, on_line",
+    [
+        # DVC (ruamel, YAML 1.2) refuses a duplicate key: taking the last one silently trained 500 epochs
+        (
+            "  max_epochs: 3 ",
+            "  max_epochs: 3\n  max_epochs: 500 ",
+            r"YAML syntax error: found duplicate key 'max_epochs'",
+            "max_epochs: 500",
+        ),
+        ("  lr: 1.0e-3 ", "  lr: .inf ", r"rec_tune.lr: inf must be a finite number", "lr: .inf"),
+        (
+            "  weight_decay: 0.0\n  max_grad_norm: 1.0\n  checkpoint_steps: 0           #",
+            "  weight_decay: .nan\n  max_grad_norm: 1.0\n  checkpoint_steps: 0           #",
+            r"rec_tune.weight_decay: nan must be a finite number",
+            "weight_decay: .nan",
+        ),
+        (
+            "  bootstrap: 1000 ",
+            "  bootstrap: 1000000000000 ",
+            r"report.bootstrap: 1000000000000 must be <= 100000",
+            "bootstrap:",
+        ),
+        ("  r: 8\n", "  r: 100000\n", r"lora.r: 100000 must be <= 1024", "r: 100000"),
+        (
+            "  threads: 2                    # torch",
+            "  threads: 100000               # torch",
+            r"model.threads: 100000 must be <= 1024",
+            "threads: 100000",
+        ),
+        (
+            "  device: null ",
+            "  device: tpu ",
+            r"model.device: 'tpu' must be null, cpu, cuda or cuda:<index>",
+            "device: tpu",
+        ),
+        ('  separator: ", "', '  separator: ", {nope}"', None, None),
+        (
+            "  instruction: Given the user's",
+            "  instruction: Given {nope} the user's",
+            r"prompt.instruction: .* unknown field \{nope\}: it may use \{noun\}",
+            "{nope}",
+        ),
+        (
+            "    book: {noun: book, text: '\"{title}\" written by {author}'}",
+            "    book: {noun: book, text: '\"{title}\" by {writer}'}",
+            r"prompt.items.book.text: unknown field \{writer\}: it may use \{author\}, \{title\}",
+            "{writer}",
+        ),
+    ],
+)
+def test_params_mean_what_dvc_reads_and_values_that_can_only_be_mistakes_are_refused(
+    tmp_path, old, new, message, on_line
+):
     path = changed(tmp_path, old, new)
     if message is None:  # the separator is joined, never formatted: braces are plain text there
         assert load_params(path).prompt.separator == ", {nope}"

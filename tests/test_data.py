@@ -21,7 +21,14 @@ from tallrec.data import RawFile
 from tallrec.io import DataError
 
 MOVIE_PARAMS = {"history_len": 3, "keep_last": 10_000, "split": [0.8, 0.1, 0.1], "like_threshold": 3}
-BOOK_PARAMS = {"history_len": 10, "min_ratings": 4, "split": [0.8, 0.1, 0.1], "like_threshold": 5, "drop_implicit_zeros": False, "seed": 0}
+BOOK_PARAMS = {
+    "history_len": 10,
+    "min_ratings": 4,
+    "split": [0.8, 0.1, 0.1],
+    "like_threshold": 5,
+    "drop_implicit_zeros": False,
+    "seed": 0,
+}
 
 
 def movie(**changes) -> MovieData:
@@ -106,11 +113,15 @@ def test_movie_bad_input_names_file_line_and_problem(tmp_path, content, problem,
     assert "\n" not in str(e.value)
 
 
-def write_book_raw(raw: Path, ratings: list[tuple[str, str, int]], books: dict[str, tuple[str, str]], broken: list[str] = ()) -> Path:
+def write_book_raw(
+    raw: Path, ratings: list[tuple[str, str, int]], books: dict[str, tuple[str, str]], broken: list[str] = ()
+) -> Path:
     (raw / "bookcrossing").mkdir(parents=True, exist_ok=True)
     lines = ['"User-ID";"ISBN";"Book-Rating"'] + [f'"{u}";"{i}";"{r}"' for u, i, r in ratings]
     (raw / "bookcrossing/BX-Book-Ratings.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("latin-1"))
-    head = '"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"'
+    head = (
+        '"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"'
+    )
     rows = [f'"{i}";"{t}";"{a}";"2001";"P";"s";"m";"l"' for i, (t, a) in books.items()]
     (raw / "bookcrossing/BX-Books.csv").write_bytes(("\r\n".join([head, *rows, *broken]) + "\r\n").encode("latin-1"))
     return raw
@@ -143,7 +154,10 @@ def test_book_users_history_and_split(tmp_path):
     assert splits["train"].height == int(n * 0.8)
     assert all(3 <= len(h) <= 10 for h in rows["history_item_ids"].to_list())
     first = rows.row(0, named=True)
-    assert first["target_text"] == '"Title %s" written by Author %d' % (first["target_item_id"][1:], int(first["target_item_id"][1:]) % 3)
+    assert first["target_text"] == '"Title %s" written by Author %d' % (
+        first["target_item_id"][1:],
+        int(first["target_item_id"][1:]) % 3,
+    )
     assert first["output"] == ("Yes." if first["rating"] > 5 else "No.")
 
 
@@ -152,6 +166,7 @@ def test_book_zero_rating_param(tmp_path):
     drop, r_drop = book_fixture(tmp_path / "b", drop_implicit_zeros=True)
     assert r_keep["implicit_zero_ratings"] == r_drop["implicit_zero_ratings"] > 0
     assert r_drop["ratings_joined"] < r_keep["ratings_joined"]
+
     def all_ratings(splits):
         rows = pl.concat(splits.values())
         return rows["rating"].to_list() + rows["history_ratings"].explode().to_list()
@@ -225,7 +240,9 @@ def test_original_json_round_trip_and_errors(tmp_path, monkeypatch):
     text = Path("out.json").read_text()
     assert text.startswith('[\n    {\n        "instruction": ')
     back = data.read_original_json(Path("out.json"))
-    assert back.height == n and back.equals(pl.read_parquet(paths.split_path("movie", "train"), columns=["instruction", "input", "output"]))
+    assert back.height == n and back.equals(
+        pl.read_parquet(paths.split_path("movie", "train"), columns=["instruction", "input", "output"])
+    )
 
     Path("bad.json").write_text('[{"instruction": "a", "input": ""}]')
     with pytest.raises(DataError, match=r"bad.json: record 0 has no string field 'output'"):
@@ -331,8 +348,9 @@ def test_prepare_killed_midway_leaves_a_complete_folder(point, tmp_path, monkeyp
             pytest.skip("this file system cannot swap two folders in one step")
     marker = tmp_path / "paused"
     env = {**os.environ, "TALLREC_PROGRESS": "0"}
-    child = subprocess.Popen([sys.executable, "-c", KILLED_PREPARE, str(marker), point, json.dumps(changes)],
-                             env=env, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PREPARE, str(marker), point, json.dumps(changes)], env=env, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -377,9 +395,15 @@ def test_what_a_killed_writer_left_is_removed_by_the_next_one_and_git_ignores_it
         with io.atomic_path(target) as tmp:
             tmp.write_text("new")
     assert not any(p.exists() for p in left) and other.exists()
-    names = ["data/processed/.shots.k3j9x_ab.tmp/movie.parquet", "data/processed/.shots.q1.tmp", "reports/.figure3.png.x1.tmp",
-             "models/rec/m/.tallrec_movie_k64_seed0.old/adapter_model.safetensors"]
-    ignored = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    names = [
+        "data/processed/.shots.k3j9x_ab.tmp/movie.parquet",
+        "data/processed/.shots.q1.tmp",
+        "reports/.figure3.png.x1.tmp",
+        "models/rec/m/.tallrec_movie_k64_seed0.old/adapter_model.safetensors",
+    ]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *names], cwd=Path(__file__).parents[1], capture_output=True, text=True
+    )
     assert ignored.stdout.split() == names
 
 

@@ -7,6 +7,7 @@ import ast
 import os
 import shutil
 import subprocess
+import sys
 import re
 from pathlib import Path
 
@@ -98,8 +99,12 @@ def test_nothing_is_persisted_and_every_configuration_is_a_stage(stages):
     assert not [o for *_, outs in stages for o in outs if o.persist]
     # DVC saves no run-cache entry for a stage with an uncached output that is not a metric or a plot
     # (but the report's markdown is git-tracked so that it shows on the forge; rebuilding it takes a minute)
-    assert not [str(o) for name, _, _, outs in stages for o in outs
-                if not o.use_cache and not (o.is_metric or o.is_plot) and name != "report"]
+    assert not [
+        str(o)
+        for name, _, _, outs in stages
+        for o in outs
+        if not o.use_cache and not (o.is_metric or o.is_plot) and name != "report"
+    ]
     names = [name for name, *_ in stages]
     assert "rec_tune@tallrec-movie-64-0" in names and "evaluate@tallrec-movie-64-0" in names
     assert "evaluate_icl" in names  # scored once per backbone, reused by every experiment
@@ -119,5 +124,8 @@ def test_every_stage_runs_the_code_of_its_own_workspace(stages, tmp_path):
     assert len(prefixes) == 1, prefixes
     probe = f'{prefixes.pop()} -c "import tallrec; print(tallrec.__file__)"'
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    ran = subprocess.run(probe, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # this venv's python
+    ran = subprocess.run(
+        probe, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     assert Path(ran.stdout.strip()).resolve().is_relative_to(tmp_path.resolve()), ran.stdout

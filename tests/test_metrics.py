@@ -36,7 +36,9 @@ def test_the_bootstrap_keeps_every_row_of_a_drawn_user_and_is_seeded():
     rng = np.random.default_rng(0)
     labels, scores = rng.integers(0, 2, 100), rng.random(100)
     a, b = UserBootstrap(users, labels, n=30, seed=7), UserBootstrap(users, labels, n=30, seed=7)
-    assert all(len(s) % 5 == 0 and (s.reshape(-1, 5) == s.reshape(-1, 5)[:, :1] + np.arange(5)).all() for s in a.samples)
+    assert all(
+        len(s) % 5 == 0 and (s.reshape(-1, 5) == s.reshape(-1, 5)[:, :1] + np.arange(5)).all() for s in a.samples
+    )
     assert np.array_equal(a.aucs(scores), b.aucs(scores))
     assert not np.array_equal(a.aucs(scores), UserBootstrap(users, labels, n=30, seed=8).aucs(scores))
 
@@ -101,11 +103,18 @@ def test_the_user_bootstrap_agrees_with_scipys_bootstrap_over_users():
         def value(ids, axis=-1):
             ids = np.atleast_2d(ids).astype(int)
             return np.array([statistic(np.concatenate([rows_of[u] for u in draw])) for draw in ids])
+
         return value
 
     def scipy_boot(statistic):
-        return stats.bootstrap((np.unique(users),), on_users(statistic), n_resamples=1000, method="percentile",
-                               vectorized=True, rng=np.random.default_rng(1))
+        return stats.bootstrap(
+            (np.unique(users),),
+            on_users(statistic),
+            n_resamples=1000,
+            method="percentile",
+            vectorized=True,
+            rng=np.random.default_rng(1),
+        )
 
     auc_a = scipy_boot(lambda r: auc(labels[r], a[r]))
     assert np.allclose(boot.interval(a), (auc_a.confidence_interval.low, auc_a.confidence_interval.high), atol=0.02)

@@ -141,7 +141,9 @@ def test_real_smollm2_scores_real_movie_samples(smollm2_base, real_movie_test, m
     yes, no = answer_token_ids(tok, "Yes.", "No.")
     assert tok.decode([yes]) == "Yes" and tok.decode([no]) == "No"
 
-    prompts, shortened = rec_prompts(real_movie_test[:4], PromptParams(), tok, prompt_budget(tok, PromptParams(), 512, 8192))
+    prompts, shortened = rec_prompts(
+        real_movie_test[:4], PromptParams(), tok, prompt_budget(tok, PromptParams(), 512, 8192)
+    )
     assert shortened == 0
     p = score_prompts(model, tok, prompts, batch_size=4, progress=False)
     assert p.shape == (4,) and np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
@@ -162,8 +164,16 @@ def test_bitsandbytes_base_takes_a_lora_and_scores(tiny_backbone, tmp_path, quan
     model = add_lora(model, LoraParams())
     df = toy_frame(8, 0)
     cfg = tcfg(batch_size=4, micro_batch=4, epochs=1)
-    state = train(model, tok, encode_all(tok, rec_prompts(df), df["output"].to_list(), cfg), cfg, tmp_path / "q",
-                  fingerprint="q", checkpoint=tmp_path / "ckpt", valid=(rec_prompts(df), df["label"].to_list()))
+    state = train(
+        model,
+        tok,
+        encode_all(tok, rec_prompts(df), df["output"].to_list(), cfg),
+        cfg,
+        tmp_path / "q",
+        fingerprint="q",
+        checkpoint=tmp_path / "ckpt",
+        valid=(rec_prompts(df), df["label"].to_list()),
+    )
     assert state.done and math.isfinite(state.history[0]["loss"])
     assert (tmp_path / "q" / "adapter_model.safetensors").exists()
 
@@ -227,21 +237,29 @@ def test_a_crafted_backbone_never_runs_its_own_code(tiny_backbone, tmp_path):
     evil = tmp_path / "evil_base"
     shutil.copytree(tiny_backbone, evil)
     marker = tmp_path / "the_code_ran"
-    (evil / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
-                                  "from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast\n"
-                                  "class EvilConfig(LlamaConfig): pass\nclass EvilModel(LlamaForCausalLM): pass\n"
-                                  "class EvilTokenizer(PreTrainedTokenizerFast): pass\n")
-    for name, auto_map in (("config.json", {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}),
-                           ("tokenizer_config.json", {"AutoTokenizer": [None, "evil.EvilTokenizer"]})):
+    (evil / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast\n"
+        "class EvilConfig(LlamaConfig): pass\nclass EvilModel(LlamaForCausalLM): pass\n"
+        "class EvilTokenizer(PreTrainedTokenizerFast): pass\n"
+    )
+    for name, auto_map in (
+        ("config.json", {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}),
+        ("tokenizer_config.json", {"AutoTokenizer": [None, "evil.EvilTokenizer"]}),
+    ):
         config = json.loads((evil / name).read_text())
         # a model type transformers does not know: only the folder's own code could build it
         (evil / name).write_text(json.dumps({**config, "auto_map": auto_map, "model_type": "evil_llama"}))
-    code = ("from tallrec.model import load_base\nfrom tallrec.stages import one_line\n"
-            f"try:\n    load_base({str(evil)!r})\nexcept ValueError as e:\n    print(one_line(e))")
+    code = (
+        "from tallrec.model import load_base\nfrom tallrec.stages import one_line\n"
+        f"try:\n    load_base({str(evil)!r})\nexcept ValueError as e:\n    print(one_line(e))"
+    )
     done = subprocess.run([sys.executable, "-c", code], input="y\ny\ny\n", capture_output=True, text=True, timeout=120)
     assert not marker.exists(), "the crafted folder's code ran"
     assert "custom code" not in done.stdout + done.stderr, done.stdout
-    assert done.returncode == 0 and "evil_base" in done.stdout and "runs no code" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert done.returncode == 0 and "evil_base" in done.stdout and "runs no code" in done.stdout, (
+        done.stdout + done.stderr[-2000:]
+    )
 
 
 def test_a_hub_backbone_fails_at_once_in_one_line_when_offline(tmp_path):
@@ -253,12 +271,20 @@ def test_a_hub_backbone_fails_at_once_in_one_line_when_offline(tmp_path):
     base = tmp_path / "base"
     base.mkdir()
     (base / M.BASE_INFO).write_text(json.dumps({"name": "x", "kind": "hub", "source": "someone/no-such-model"}))
-    code = (f"from tallrec.stages import run\nfrom tallrec.model import load_base\nimport sys\nsys.argv = ['stage']\n"
-            f"run(lambda params: load_base({str(base)!r}))")
+    code = (
+        f"from tallrec.stages import run\nfrom tallrec.model import load_base\nimport sys\nsys.argv = ['stage']\n"
+        f"run(lambda params: load_base({str(base)!r}))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=M.__file__.rsplit("/src/", 1)[0],
-                          env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=M.__file__.rsplit("/src/", 1)[0],
+        env=env,
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
     assert "someone/no-such-model" in lines[0] and "offline" in lines[0] and time.monotonic() - start < 30

@@ -59,7 +59,9 @@ def test_a_tiny_pipeline_gives_the_same_bytes_on_an_emulated_avx2_cpu(native):
     folder, here = native
     emulated = tiny_digests(folder, emulate=True)
     assert len(here) > 25 and here.keys() == emulated.keys()
-    assert not differing(here, emulated), f"files that differ on an emulated {AVX2_ONLY_CPU}: {differing(here, emulated)}"
+    assert not differing(here, emulated), (
+        f"files that differ on an emulated {AVX2_ONLY_CPU}: {differing(here, emulated)}"
+    )
 
 
 def test_the_tiny_pipeline_is_deterministic_and_the_llm_outputs_ignore_the_thread_count(native):
@@ -69,27 +71,41 @@ def test_the_tiny_pipeline_is_deterministic_and_the_llm_outputs_ignore_the_threa
     folder, one = native
     assert not differing(one, tiny_digests(folder))
     two = tiny_digests(folder, "--threads", "2")
-    llm = [f for f in one if f.startswith(("models/alpaca/", "models/rec/", "metrics/predictions/llm/"))
-           and f.endswith((".safetensors", ".parquet"))]
+    llm = [
+        f
+        for f in one
+        if f.startswith(("models/alpaca/", "models/rec/", "metrics/predictions/llm/"))
+        and f.endswith((".safetensors", ".parquet"))
+    ]
     assert len(llm) == 4
     assert not [f for f in llm if one[f] != two[f]]
-    records_threads = {"metrics/llm/icl.json", "metrics/llm/tallrec_movie_k8_seed0.json", "models/alpaca/tiny/train_state.json",
-                       "models/rec/tiny/tallrec_movie_k8_seed0/train_state.json"}
-    assert set(differing(one, two)) <= records_threads | {f for f in one if f.startswith("metrics/predictions/baselines/")}
+    records_threads = {
+        "metrics/llm/icl.json",
+        "metrics/llm/tallrec_movie_k8_seed0.json",
+        "models/alpaca/tiny/train_state.json",
+        "models/rec/tiny/tallrec_movie_k8_seed0/train_state.json",
+    }
+    assert set(differing(one, two)) <= records_threads | {
+        f for f in one if f.startswith("metrics/predictions/baselines/")
+    }
 
 
 def test_a_stage_process_runs_on_the_avx2_kernels():
     code = "import tallrec.stages, torch, os; print(torch.backends.cpu.get_cpu_capability(), os.environ['MKL_CBWR'])"
     done = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["AVX2", numerics.CANONICAL_ENV["MKL_CBWR"]]
-    native = subprocess.run([sys.executable, "-c", code.replace(", os.environ['MKL_CBWR']", "")],
-                            env=clean_env(**{numerics.SWITCH: "native"}), capture_output=True, text=True, check=True)
+    native = subprocess.run(
+        [sys.executable, "-c", code.replace(", os.environ['MKL_CBWR']", "")],
+        env=clean_env(**{numerics.SWITCH: "native"}),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert native.stdout.strip() in ("AVX2", "AVX512", "DEFAULT", "NO AVX")  # the CPU's own
 
 
 def test_a_stage_refuses_to_run_when_torch_loaded_first():
-    code = ("import torch, sys; sys.argv = ['stage']\n"
-            "from tallrec.stages import run\nrun(lambda params: 'ran')")
+    code = "import torch, sys; sys.argv = ['stage']\nfrom tallrec.stages import run\nrun(lambda params: 'ran')"
     done = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True)
     assert done.returncode == 1 and "ran" not in done.stdout
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -97,14 +113,26 @@ def test_a_stage_refuses_to_run_when_torch_loaded_first():
 
 
 def test_the_tallrec_command_pins_its_stage_commands_but_not_score_and_rank():
-    code = ("import os, sys; from tallrec import launch\n"
-            "print([launch.command_of(a) not in launch.FREE_COMMANDS for a in (['fetch'], ['--help'], ['score', '--input', 'x'], ['rank'])])")
+    code = (
+        "import os, sys; from tallrec import launch\n"
+        "argvs = (['fetch'], ['--help'], ['score', '--input', 'x'], ['rank'])\n"
+        "print([launch.command_of(a) not in launch.FREE_COMMANDS for a in argvs])"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[True, True, False, False]"
-    help_ = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['tallrec', 'fetch', '--help']\n"
-                            "from tallrec.launch import main\ntry: main()\nexcept SystemExit: pass\n"
-                            "import os; print('PINNED', os.environ.get('ATEN_CPU_CAPABILITY'))"],
-                           env=clean_env(), capture_output=True, text=True, check=True)
+    help_ = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv = ['tallrec', 'fetch', '--help']\n"
+            "from tallrec.launch import main\ntry: main()\nexcept SystemExit: pass\n"
+            "import os; print('PINNED', os.environ.get('ATEN_CPU_CAPABILITY'))",
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "PINNED avx2" in help_.stdout
 
 

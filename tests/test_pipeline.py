@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,9 @@ def test_auc_matches_a_hand_computed_value():
 
 
 def test_eval_configs_cover_icl_and_the_grid():
-    params = with_changes(Params(), {"rec_tune": {"variants": ["tallrec", "at"], "train_domains": ["movie"], "ks": [16], "seeds": [1]}})
+    params = with_changes(
+        Params(), {"rec_tune": {"variants": ["tallrec", "at"], "train_domains": ["movie"], "ks": [16], "seeds": [1]}}
+    )
     names = [c.name for c in E.eval_configs(params)]
     assert names == ["icl", "tallrec_movie_k16_seed1", "at_movie_k16_seed1"]
 
@@ -47,7 +50,10 @@ def declared_outputs(stage: str, run, model_name: str) -> list[str]:
     spec = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"][stage]
     item = {"variant": run.variant, "domain": run.train_domain, "k": run.k, "seed": run.seed}
     declared = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("plots", [])]
-    render = lambda text: re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)]), text.replace("${model.name}", model_name))
+
+    def render(text: str) -> str:
+        return re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)]), text.replace("${model.name}", model_name))
+
     return [render(out) for out in declared]
 
 
@@ -67,19 +73,43 @@ def tiny_project(tiny_backbone, tmp_path, monkeypatch):
             toy_frame(k, 20 + i, domain).write_parquet(shots)
     alpaca = paths.split_path("alpaca", "train")
     alpaca.parent.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame({"instruction": ["Say yes.", "Name a colour.", "Add 1 and 2.", "Say no."],
-                  "input": ["", "", "", "Please."], "output": ["Yes.", "Red.", "3", "No."]}).write_parquet(alpaca)
-    return with_changes(Params(), {
-        "sample": {"ks": [8, 64], "seeds": [0]},
-        "baselines": {"models": [], "ks": [8], "seeds": [0]},
-        "model": {"name": "tiny", "source": str(tiny_backbone), "dtype": "fp32", "device": "cpu", "max_length": 256,
-                  "threads": 1},
-        "lora": {"r": 4, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-        "alpaca_tune": {"max_samples": 4, "epochs": 1, "lr": 1e-2, "batch_size": 4, "micro_batch": 2, "seed": 0},
-        "rec_tune": {"variants": ["tallrec", "at"], "train_domains": ["movie", "book"], "ks": [8], "seeds": [0], "lr": 1e-2,
-                     "batch_size": 4, "micro_batch": 4, "max_epochs": 2, "patience": 1, "valid_size": 8},
-        "evaluate": {"test_domains": ["movie", "book"], "test_size": None, "batch_size": 4},
-    })
+    pl.DataFrame(
+        {
+            "instruction": ["Say yes.", "Name a colour.", "Add 1 and 2.", "Say no."],
+            "input": ["", "", "", "Please."],
+            "output": ["Yes.", "Red.", "3", "No."],
+        }
+    ).write_parquet(alpaca)
+    return with_changes(
+        Params(),
+        {
+            "sample": {"ks": [8, 64], "seeds": [0]},
+            "baselines": {"models": [], "ks": [8], "seeds": [0]},
+            "model": {
+                "name": "tiny",
+                "source": str(tiny_backbone),
+                "dtype": "fp32",
+                "device": "cpu",
+                "max_length": 256,
+                "threads": 1,
+            },
+            "lora": {"r": 4, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+            "alpaca_tune": {"max_samples": 4, "epochs": 1, "lr": 1e-2, "batch_size": 4, "micro_batch": 2, "seed": 0},
+            "rec_tune": {
+                "variants": ["tallrec", "at"],
+                "train_domains": ["movie", "book"],
+                "ks": [8],
+                "seeds": [0],
+                "lr": 1e-2,
+                "batch_size": 4,
+                "micro_batch": 4,
+                "max_epochs": 2,
+                "patience": 1,
+                "valid_size": 8,
+            },
+            "evaluate": {"test_domains": ["movie", "book"], "test_size": None, "batch_size": 4},
+        },
+    )
 
 
 def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
@@ -92,7 +122,12 @@ def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
     alpaca_tune.main(params)
     assert (paths.MODELS / "alpaca" / "tiny" / "adapter_model.safetensors").exists()
     runs = rec_grid(params.rec_tune)
-    assert [r.name for r in runs] == ["tallrec_movie_k8_seed0", "tallrec_book_k8_seed0", "at_movie_k8_seed0", "at_book_k8_seed0"]
+    assert [r.name for r in runs] == [
+        "tallrec_movie_k8_seed0",
+        "tallrec_book_k8_seed0",
+        "at_movie_k8_seed0",
+        "at_book_k8_seed0",
+    ]
     for run in runs:
         rec_tune.main(params, *astuple(run))
         out = paths.rec_adapter_dir("tiny", run.name)
@@ -102,7 +137,9 @@ def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
             assert state["done"] and state["runtime"]["threads"] == 1 and state["runtime"]["dtype"] == "fp32"
             assert (paths.LLM_CURVES / run.name / "plots" / "metrics" / "valid" / "auc.tsv").exists()
         else:  # stage 1 alone: the alpaca adapter, bit for bit
-            assert (out / "adapter_model.safetensors").read_bytes() == (paths.MODELS / "alpaca" / "tiny" / "adapter_model.safetensors").read_bytes()
+            assert (out / "adapter_model.safetensors").read_bytes() == (
+                paths.MODELS / "alpaca" / "tiny" / "adapter_model.safetensors"
+            ).read_bytes()
     assert not any((paths.SCRATCH / "checkpoints").iterdir()), "a finished run leaves no checkpoint"
     for run in runs:  # DVC fails a stage whose declared outputs are missing (it did for every at instance)
         missing = [out for out in declared_outputs("rec_tune", run, "tiny") if not Path(out).exists()]
@@ -123,7 +160,9 @@ def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
     summarize.main(params)
     headline = json.loads(paths.LLM_METRICS.read_text())
     assert set(headline) == {"icl", "tallrec", "at"} and set(headline["tallrec"]) == {"movie_auc", "book_auc"}
-    per_config = [json.loads(E.summary_path(r.name).read_text())["auc"]["movie"] for r in runs if r.variant == "tallrec"]
+    per_config = [
+        json.loads(E.summary_path(r.name).read_text())["auc"]["movie"] for r in runs if r.variant == "tallrec"
+    ]
     assert headline["tallrec"]["movie_auc"] == pytest.approx(np.mean(per_config), abs=1e-6)
     assert json.loads(paths.BASELINE_METRICS.read_text()) == {}
 
@@ -136,16 +175,61 @@ def test_pipeline_end_to_end_on_the_tiny_model(tiny_project):
     assert "| like-share (no parameters) | " in table and "12 / " in table.splitlines()[-1]
     for png in ("figure3.png", "figure4.png"):
         assert (paths.REPORTS / png).read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((paths.PLOTS / "roc" / "tallrec_movie_k8_seed0_on_movie.json").read_text())[-1] == {"fpr": 1.0, "tpr": 1.0}
+    assert json.loads((paths.PLOTS / "roc" / "tallrec_movie_k8_seed0_on_movie.json").read_text())[-1] == {
+        "fpr": 1.0,
+        "tpr": 1.0,
+    }
 
 
-RESUMABLE = {"rec_tune": {"variants": ["rt"], "train_domains": ["movie"], "ks": [64], "max_epochs": 3, "patience": 3,
-                          "checkpoint_steps": 1}}
+RESUMABLE = {
+    "rec_tune": {
+        "variants": ["rt"],
+        "train_domains": ["movie"],
+        "ks": [64],
+        "max_epochs": 3,
+        "patience": 3,
+        "checkpoint_steps": 1,
+    }
+}
 
 
-def run_rec_tune(cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tallrec.stages.rec_tune", "rt", "movie", "64", "0"], cwd=cwd,
-                            env={**os.environ, "TALLREC_PROGRESS": "0"}, stderr=subprocess.PIPE, text=True)
+# Loaded by the child through PYTHONPATH: after its Nth checkpoint is complete on disk the child says so in
+# a marker file and waits to be killed. The kill point is then the same on any host, however fast (a 10 ms
+# poll missed it on a fast one, and could catch a checkpoint mid-swap).
+PAUSE_AFTER_CHECKPOINT = """
+import os, time
+from tallrec import numerics
+numerics.pin()  # before torch loads, as the stage itself would
+import tallrec.tuning as tuning
+_save, _count = tuning.save_checkpoint, [0]
+def save_checkpoint(folder, model, optimizer, state, epoch_gen_state):
+    _save(folder, model, optimizer, state, epoch_gen_state)
+    _count[0] += 1
+    if _count[0] == int(os.environ["PAUSE_AFTER_CHECKPOINTS"]):
+        open(os.environ["PAUSE_MARKER"], "w").write(str(state.global_step))
+        time.sleep(600)
+tuning.save_checkpoint = save_checkpoint
+"""
+
+
+def run_rec_tune(cwd: Path, pause_after: int | None = None, marker: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "TALLREC_PROGRESS": "0"}
+    if pause_after is not None:
+        hooks = cwd / "hooks"
+        hooks.mkdir(exist_ok=True)
+        (hooks / "sitecustomize.py").write_text(PAUSE_AFTER_CHECKPOINT)
+        env.update(
+            PYTHONPATH=os.pathsep.join([str(hooks), *filter(None, [env.get("PYTHONPATH")])]),
+            PAUSE_AFTER_CHECKPOINTS=str(pause_after),
+            PAUSE_MARKER=str(marker),
+        )
+    return subprocess.Popen(
+        [sys.executable, "-m", "tallrec.stages.rec_tune", "rt", "movie", "64", "0"],
+        cwd=cwd,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_sigkilled_rec_tune_resumes_to_the_same_adapter(tiny_project, tmp_path):
@@ -169,19 +253,17 @@ def test_a_sigkilled_rec_tune_resumes_to_the_same_adapter(tiny_project, tmp_path
     assert len(reference_curves) >= 3
     adapter.parent.rename(tmp_path / "reference")
 
-    child = run_rec_tune(project)
+    marker = tmp_path / "paused"
+    child = run_rec_tune(project, pause_after=20, marker=marker)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and child.poll() is None:
-        # "[!.]*": not a checkpoint being written or the old one a swap leaves for a moment (hidden temp names)
-        states = list((paths.SCRATCH / "checkpoints").glob("[!.]*/train_state.json"))
-        if states and json.loads(states[0].read_text() or "{}").get("global_step", 0) >= 20:
-            break
-        time.sleep(0.01)
-    assert child.poll() is None, "the run ended before it could be killed"
+    while time.monotonic() < deadline and child.poll() is None and not marker.exists():
+        time.sleep(0.05)
+    assert marker.exists() and child.poll() is None, child.stderr.read() if child.poll() is not None else "no pause"
     os.kill(child.pid, signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL
     killed_at = json.loads(next((paths.SCRATCH / "checkpoints").glob("[!.]*/train_state.json")).read_text())
-    assert 20 <= killed_at["global_step"] < 48 and not adapter.exists()
+    assert killed_at["global_step"] == int(marker.read_text()) == 20 and not adapter.exists()
+    shutil.rmtree(project / "hooks")
     # the killed run never touched the finished curves: they still belong with the last finished adapter
     assert {p.relative_to(curves): p.read_bytes() for p in curves.rglob("*") if p.is_file()} == reference_curves
 
@@ -191,21 +273,31 @@ def test_a_sigkilled_rec_tune_resumes_to_the_same_adapter(tiny_project, tmp_path
     # the whole output folder hashes alike (DVC re-runs nothing downstream); the resume point is in the run log
     assert (adapter.parent / "train_state.json").read_bytes() == reference_state
     assert {p.relative_to(curves): p.read_bytes() for p in curves.rglob("*") if p.is_file()} == reference_curves
-    assert json.loads(paths.run_log_path("train/rt_movie_k64_seed0").read_text())["resumed_at"] == [killed_at["global_step"]]
+    assert json.loads(paths.run_log_path("train/rt_movie_k64_seed0").read_text())["resumed_at"] == [
+        killed_at["global_step"]
+    ]
     assert list((paths.SCRATCH / "checkpoints").iterdir()) == []
 
 
-@pytest.mark.parametrize("stage, args, problem", [
-    ("rec_tune", ["../evil", "movie", "64", "0"], "variant '../evil' is not one of tallrec, rt, at"),
-    ("rec_tune", ["tallrec", "../../tmp", "64", "0"], "train domain '../../tmp' is not one of movie, book, both"),
-    ("evaluate", ["tallrec", "movie", "-64", "0"], "K must be >= 1, not -64"),
-    ("evaluate", ["tallrec", "movie", "64", "-1"], "seed must be >= 0, not -1"),
-])
+@pytest.mark.parametrize(
+    "stage, args, problem",
+    [
+        ("rec_tune", ["../evil", "movie", "64", "0"], "variant '../evil' is not one of tallrec, rt, at"),
+        ("rec_tune", ["tallrec", "../../tmp", "64", "0"], "train domain '../../tmp' is not one of movie, book, both"),
+        ("evaluate", ["tallrec", "movie", "-64", "0"], "K must be >= 1, not -64"),
+        ("evaluate", ["tallrec", "movie", "64", "-1"], "seed must be >= 0, not -1"),
+    ],
+)
 def test_a_stage_module_checks_its_arguments_as_the_cli_does(tmp_path, stage, args, problem):
     """`python -m tallrec.stages.rec_tune ../evil movie 64 0` trained and wrote outside models/rec/."""
     (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text())
-    done = subprocess.run([sys.executable, "-m", f"tallrec.stages.{stage}", *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", f"tallrec.stages.{stage}", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1 and problem in lines[0], done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

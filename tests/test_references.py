@@ -10,12 +10,14 @@ from tallrec.references import like_share, popularity, score
 
 
 def frame(histories, labels, targets, history_ids=None):
-    return pl.DataFrame({
-        "history_labels": histories,
-        "history_item_ids": history_ids or [["x"] * len(h) for h in histories],
-        "target_item_id": targets,
-        "label": labels,
-    })
+    return pl.DataFrame(
+        {
+            "history_labels": histories,
+            "history_item_ids": history_ids or [["x"] * len(h) for h in histories],
+            "target_item_id": targets,
+            "label": labels,
+        }
+    )
 
 
 def test_like_share_is_the_share_of_liked_history_items():

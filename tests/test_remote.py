@@ -35,8 +35,16 @@ START_TIMEOUT = 60  # seconds for `weed server` to answer S3 (about 4 s here)
 STOP_GRACE = 3  # seconds after SIGTERM before SIGKILL (weed takes longer than 15 s to stop by itself)
 
 # the weed listeners: each gets a free port on 127.0.0.1 (the gRPC ones would otherwise be port + 10000)
-PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-              "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc")
+PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
 
 
 def free_ports(n: int) -> list[int]:
@@ -55,8 +63,11 @@ def s3_client(endpoint: str):
     from botocore.config import Config
 
     return botocore.session.Session().create_client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
         config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}),
     )
 
@@ -67,20 +78,33 @@ def isolated_env(home: Path, endpoint: str) -> dict[str, str]:
     drop = ("AWS_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "GIT_", "DVC_")
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
     home.mkdir(parents=True, exist_ok=True)
-    env.update({
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT / "src"),
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(home / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": endpoint,
-        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(home / "dvc-site"), "DVC_GLOBAL_CONFIG_DIR": str(home / "dvc-global"),
-        "DVC_SYSTEM_CONFIG_DIR": str(home / "dvc-system"),
-        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / "gitconfig"),
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    })
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT / "src"),
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(home / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": endpoint,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "DVC_NO_ANALYTICS": "1",
+            "DVC_SITE_CACHE_DIR": str(home / "dvc-site"),
+            "DVC_GLOBAL_CONFIG_DIR": str(home / "dvc-global"),
+            "DVC_SYSTEM_CONFIG_DIR": str(home / "dvc-system"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(home / "gitconfig"),
+            "GIT_AUTHOR_NAME": "test",
+            "GIT_AUTHOR_EMAIL": "test@example.invalid",
+            "GIT_COMMITTER_NAME": "test",
+            "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        }
+    )
     return env
 
 
@@ -94,21 +118,45 @@ class S3Server:
 def start_weed(work: Path) -> tuple[subprocess.Popen, list[int]]:
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
     (work / "data").mkdir(parents=True, exist_ok=True)
-    identities = {"identities": [{"name": "test", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                                  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+    identities = {
+        "identities": [
+            {
+                "name": "test",
+                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
     (work / "identities.json").write_text(json.dumps(identities))
     cmd = [
-        WEED, "-logtostderr", f"-config_dir={work}", "server",
-        f"-dir={work / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        WEED,
+        "-logtostderr",
+        f"-config_dir={work}",
+        "server",
+        f"-dir={work / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
         *(f"-{flag}={port}" for flag, port in ports.items()),
-        "-s3", f"-s3.config={work / 'identities.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-filer.localSocket={work / 'filer.sock'}", f"-s3.localSocket={work / 's3.sock'}",
-        "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
+        "-s3",
+        f"-s3.config={work / 'identities.json'}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-filer.localSocket={work / 'filer.sock'}",
+        f"-s3.localSocket={work / 's3.sock'}",
+        "-master.telemetry=false",
+        "-master.volumeSizeLimitMB=64",
     ]
     log = open(work / "weed.log", "wb")
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("AWS_")}
-    proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**env, "TMPDIR": str(work)}, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=work,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**env, "TMPDIR": str(work)},
+        start_new_session=True,
+    )
     log.close()
     return proc, list(ports.values())
 
@@ -137,7 +185,9 @@ def wait_for_s3(proc: subprocess.Popen, endpoint: str, work: Path) -> None:
             return
         except Exception:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"weed did not answer S3 within {START_TIMEOUT} s:\n{(work / 'weed.log').read_text()[-3000:]}")
+                raise TimeoutError(
+                    f"weed did not answer S3 within {START_TIMEOUT} s:\n{(work / 'weed.log').read_text()[-3000:]}"
+                )
             time.sleep(0.25)
 
 
@@ -207,7 +257,7 @@ else:
     Path("scores.json").write_text(json.dumps([float(s) for s in scores]))
 '''
 
-DVC_YAML = '''\
+DVC_YAML = """\
 stages:
   base:                       # like the project's base_model: rebuilt from its source, never pushed
     cmd: python -c "import shutil, sys; shutil.copytree(sys.argv[1], 'base')" {backbone}
@@ -225,13 +275,19 @@ stages:
     cmd: python tiny.py score
     deps: [tiny.py, base, adapter, prompts.json]
     outs: [scores.json]
-'''
+"""
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+def run(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120, ok: bool = True
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
     if ok and proc.returncode != 0:
-        pytest.fail(f"`{' '.join(args)}` exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+        pytest.fail(
+            f"`{' '.join(args)}` exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
     return proc
 
 
@@ -262,8 +318,14 @@ def tiny_prompts() -> list[str]:
 
     instruction = PromptParams().instruction.format(noun="movie")
     histories = ['"Toy Story (1995)"', '"Heat (1995)"', "Alpha Beta", "Gamma Delta", "Epsilon", '"Heat (1995)" Alpha']
-    return [alpaca_prompt(instruction, f"User Preference: {h}\nUser Unpreference: Gamma\nWhether the user will like "
-                                       f'the target movie "Toy Story (1995)"?') for h in histories]
+    return [
+        alpaca_prompt(
+            instruction,
+            f"User Preference: {h}\nUser Unpreference: Gamma\nWhether the user will like "
+            f'the target movie "Toy Story (1995)"?',
+        )
+        for h in histories
+    ]
 
 
 def score_in_process(base: Path, adapter: Path | None, prompts: list[str]) -> list[float]:
@@ -314,7 +376,9 @@ def test_adapter_round_trip_through_s3(s3_server, tiny_backbone, tmp_path):
     as_key = lambda md5: f"tallrec/files/md5/{md5[:2]}/{md5[2:]}"  # noqa: E731
     assert as_key(locked["adapter"]) in keys and as_key(locked["scores.json"]) in keys, pushed.stdout
     assert as_key(locked["base"]) not in keys
-    adapter_files = json.loads((origin / ".dvc" / "cache" / "files" / "md5" / locked["adapter"][:2] / locked["adapter"][2:]).read_text())
+    adapter_files = json.loads(
+        (origin / ".dvc" / "cache" / "files" / "md5" / locked["adapter"][:2] / locked["adapter"][2:]).read_text()
+    )
     assert {as_key(f["md5"]) for f in adapter_files} <= keys
     assert len(keys) == 2 + len(adapter_files)
 
@@ -323,7 +387,9 @@ def test_adapter_round_trip_through_s3(s3_server, tiny_backbone, tmp_path):
     pulled = run([DVC, "pull"], clone, env, ok=False)
     # the base is not in the store (push: false): pull names it, and only it, and fails without a traceback
     assert pulled.returncode == 1, pulled.stdout + pulled.stderr
-    failed = pulled.stderr.split("Checkout failed for following targets:")[1].split("Is your cache up to date?")[0].split()
+    failed = (
+        pulled.stderr.split("Checkout failed for following targets:")[1].split("Is your cache up to date?")[0].split()
+    )
     assert failed == ["base"], pulled.stderr
     assert "Traceback" not in pulled.stdout + pulled.stderr
 

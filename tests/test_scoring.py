@@ -72,7 +72,9 @@ def test_mixed_domains_equal_plain_path(tiny):
     model, tok = tiny
     prompts = rec_prompts(5, "movie") + rec_prompts(4, "book", seed=1)
     random.Random(2).shuffle(prompts)
-    np.testing.assert_allclose(score_prompts(model, tok, prompts, batch_size=4, progress=False), plain(model, tok, prompts), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        score_prompts(model, tok, prompts, batch_size=4, progress=False), plain(model, tok, prompts), atol=1e-4, rtol=0
+    )
 
 
 def test_input_order_and_batch_size_do_not_change_scores(tiny):
@@ -96,7 +98,9 @@ def test_peft_model_scores_and_keeps_training_mode(tiny_backbone):
     base = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.float32)
     prompts = rec_prompts(6, seed=4)
     before = score_prompts(base, tok, prompts, batch_size=8, progress=False)
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.5, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    config = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.5, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
     peft = get_peft_model(base, config)
     peft.train()  # as during validation inside training: dropout must not reach the scores
     cached = score_prompts(peft, tok, prompts, batch_size=4, progress=False)
@@ -115,7 +119,11 @@ def test_bf16_scores_close_to_fp32(tiny_backbone, tiny):
     bf16 = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.bfloat16).eval()
     prompts = rec_prompts(6, seed=5)
     # bf16 keeps ~3 significant digits: p_yes moves by well under 0.02
-    np.testing.assert_allclose(score_prompts(bf16, tok, prompts, batch_size=8, progress=False), score_prompts(model, tok, prompts, batch_size=8, progress=False), atol=2e-2)
+    np.testing.assert_allclose(
+        score_prompts(bf16, tok, prompts, batch_size=8, progress=False),
+        score_prompts(model, tok, prompts, batch_size=8, progress=False),
+        atol=2e-2,
+    )
 
 
 def test_common_prefix_len():
@@ -151,11 +159,20 @@ def sentencepiece_style_tokenizer():
     corpus += ["Yes. No. Yes, no. Say Yes. Say No."] * 20  # the words after a space: "▁Yes", "▁No"
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     # a newline is a token of its own (SentencePiece's <0x0A>), punctuation too
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.Punctuation(),
-                                                 pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split("\n", "isolated"),
+            pre_tokenizers.Punctuation(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+        ]
+    )
     bpe.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    bpe.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
+    )
 
 
 def test_training_labels_and_scoring_read_the_same_answer_token():
@@ -192,7 +209,9 @@ def test_the_answers_come_from_params(tiny):
     model, tok = tiny
     prompts = rec_prompts(5, seed=7)
     default = score_prompts(model, tok, prompts, batch_size=8, progress=False)
-    swapped = score_prompts(model, tok, prompts, batch_size=8, prompt=PromptParams(yes="No.", no="Yes."), progress=False)
+    swapped = score_prompts(
+        model, tok, prompts, batch_size=8, prompt=PromptParams(yes="No.", no="Yes."), progress=False
+    )
     np.testing.assert_allclose(swapped, 1 - default, atol=1e-6)
 
 
@@ -220,10 +239,15 @@ def test_cli_score_and_the_evaluate_stage_give_the_same_p_yes_in_bf16(tiny_backb
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.float32)
-    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     adapter = tmp_path / "adapter"
     peft.save_pretrained(adapter)
-    users = [{"liked": [TITLES[i], TITLES[i + 1]], "disliked": [TITLES[4 - i]], "target": TITLES[(i + 2) % 5]} for i in range(4)]
+    users = [
+        {"liked": [TITLES[i], TITLES[i + 1]], "disliked": [TITLES[4 - i]], "target": TITLES[(i + 2) % 5]}
+        for i in range(4)
+    ]
     src = tmp_path / "users.jsonl"
     src.write_text("".join(json.dumps(u) + "\n" for u in users))
     result = CliRunner().invoke(app, ["score", "--adapter", str(adapter), "--input", str(src), "--dtype", "bf16"])
@@ -232,6 +256,7 @@ def test_cli_score_and_the_evaluate_stage_give_the_same_p_yes_in_bf16(tiny_backb
 
     model, tok = load_scoring_model(tiny_backbone, adapter, ModelParams(dtype="bf16", device="cpu"))
     t = RecTemplate.from_params("movie")
-    stage = score_prompts(model, tok, [t.full_prompt(u["liked"], u["disliked"], u["target"]) for u in users],
-                          batch_size=8, progress=False)
+    stage = score_prompts(
+        model, tok, [t.full_prompt(u["liked"], u["disliked"], u["target"]) for u in users], batch_size=8, progress=False
+    )
     np.testing.assert_allclose(cli, np.round(stage, 6), atol=0, rtol=0)

@@ -17,6 +17,7 @@ from tallrec.prompts import alpaca_prompt, answer_token_ids
 from tallrec.scoring import score_prompts as engine_scores
 from tallrec.tuning import IGNORE, TrainConfig, collate, encode, encode_all, loss_of, train
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """The tiny model gains nothing from threads, and on a busy 2-core machine two threads wait on
@@ -27,7 +28,10 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-INSTRUCTION = 'Given the user\'s preference and unpreference, identify whether the user will like the target movie by answering "Yes." or "No.".'
+INSTRUCTION = (
+    "Given the user's preference and unpreference, identify whether the user will like the target movie "
+    'by answering "Yes." or "No.".'
+)
 FP32 = ModelParams(dtype="fp32", device="cpu")
 
 
@@ -52,17 +56,23 @@ def toy_frame(n: int, seed: int, domain: str = "movie") -> pl.DataFrame:
     # the signal word fills the history too: a random 2-layer model attends almost uniformly, so
     # one word among ~200 tokens would be too faint to learn in a few steps
     inputs = [
-        f"User Preference: {', '.join([('Alpha' if y else 'Beta')] * 8)}\nUser Unpreference: \"Heat (1995)\"\n"
+        f'User Preference: {", ".join([("Alpha" if y else "Beta")] * 8)}\nUser Unpreference: "Heat (1995)"\n'
         f"Whether the user will like the target {domain} {fill[i % 3]} {'Alpha' if y else 'Beta'}?"
         for i, y in enumerate(labels)
     ]
-    return pl.DataFrame({
-        "domain": [domain] * n, "user": [str(i % 7) for i in range(n)], "target_item_id": [str(i) for i in range(n)],
-        "label": pl.Series(labels, dtype=pl.Int8), "instruction": [INSTRUCTION] * n, "input": inputs,
-        "output": ["Yes." if y else "No." for y in labels],
-        "history_item_ids": [[str((i + j) % 5) for j in range(3)] for i in range(n)],  # for the references
-        "history_labels": [[int(y), 1, 0] for y in labels],
-    })
+    return pl.DataFrame(
+        {
+            "domain": [domain] * n,
+            "user": [str(i % 7) for i in range(n)],
+            "target_item_id": [str(i) for i in range(n)],
+            "label": pl.Series(labels, dtype=pl.Int8),
+            "instruction": [INSTRUCTION] * n,
+            "input": inputs,
+            "output": ["Yes." if y else "No." for y in labels],
+            "history_item_ids": [[str((i + j) % 5) for j in range(3)] for i in range(n)],  # for the references
+            "history_labels": [[int(y), 1, 0] for y in labels],
+        }
+    )
 
 
 def test_encode_masks_the_prompt_and_answer_starts_with_the_scored_token(tiny_backbone):
@@ -100,12 +110,23 @@ def _toy_run(tiny_backbone, tmp_path, epochs=2, stop=None, out_name="run", lr=1e
     model, tok = load_base(tiny_backbone, FP32)
     model = add_lora(model, LoraParams(r=8, alpha=alpha, dropout=0.05))
     train_df, valid_df = toy_frame(24, 1), toy_frame(16, 2)
-    cfg = tcfg(lr=lr, batch_size=8, micro_batch=4, epochs=epochs, patience=10, seed=0,
-               checkpoint_steps=1 if stop_step else 0)
+    cfg = tcfg(
+        lr=lr, batch_size=8, micro_batch=4, epochs=epochs, patience=10, seed=0, checkpoint_steps=1 if stop_step else 0
+    )
     ex = encode_all(tok, rec_prompts(train_df), train_df["output"].to_list(), cfg)
     valid = (rec_prompts(valid_df), valid_df["label"].to_list())
-    state = train(model, tok, ex, cfg, tmp_path / out_name, fingerprint="toy", checkpoint=tmp_path / f"{out_name}.ckpt",
-                  valid=valid, stop_after_epochs=stop, stop_after_steps=stop_step)
+    state = train(
+        model,
+        tok,
+        ex,
+        cfg,
+        tmp_path / out_name,
+        fingerprint="toy",
+        checkpoint=tmp_path / f"{out_name}.ckpt",
+        valid=valid,
+        stop_after_epochs=stop,
+        stop_after_steps=stop_step,
+    )
     return model, tok, state, valid
 
 
@@ -158,7 +179,10 @@ def test_rec_grid_names_carry_every_coordinate():
     section = RecTuneParams(variants=("rt",), train_domains=("movie", "both"), ks=(16, 64), seeds=(3,))
     names = [r.name for r in rec_grid(section)]
     assert names == ["rt_movie_k16_seed3", "rt_movie_k64_seed3", "rt_both_k16_seed3", "rt_both_k64_seed3"]
-    assert [r.name for r in rec_grid(RecTuneParams(variants=("at", "tallrec")))] == ["at_movie_k64_seed0", "tallrec_movie_k64_seed0"]
+    assert [r.name for r in rec_grid(RecTuneParams(variants=("at", "tallrec")))] == [
+        "at_movie_k64_seed0",
+        "tallrec_movie_k64_seed0",
+    ]
     assert RecRun("tallrec", "book", 64, 0).name == "tallrec_book_k64_seed0"
 
 
@@ -203,8 +227,11 @@ def test_a_step_does_not_depend_on_how_the_batch_is_cut(tiny_backbone, tmp_path)
     """The batch is sorted by length and cut into micro-batches; the step's update must be the same
     for any micro-batch size (the gradient is one sum over the batch's answer tokens)."""
     df = toy_frame(8, 3)
-    df = df.with_columns(input=pl.Series([x.replace("User Preference:", "User Preference:" + " Gamma," * i)
-                                          for i, x in enumerate(df["input"])]))  # 8 different lengths
+    df = df.with_columns(
+        input=pl.Series(
+            [x.replace("User Preference:", "User Preference:" + " Gamma," * i) for i, x in enumerate(df["input"])]
+        )
+    )  # 8 different lengths
     weights = {}
     for micro in (1, 2, 8):
         torch.manual_seed(0)
@@ -213,7 +240,15 @@ def test_a_step_does_not_depend_on_how_the_batch_is_cut(tiny_backbone, tmp_path)
         cfg = tcfg(lr=1e-2, batch_size=8, micro_batch=micro, epochs=1, seed=0, patience=None)
         ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), cfg)
         assert len({len(ids) for ids, _ in ex}) > 1  # rows of different lengths, so padding is exercised
-        train(model, tok, ex, cfg, tmp_path / f"micro{micro}", fingerprint=str(micro), checkpoint=tmp_path / f"ckpt{micro}")
+        train(
+            model,
+            tok,
+            ex,
+            cfg,
+            tmp_path / f"micro{micro}",
+            fingerprint=str(micro),
+            checkpoint=tmp_path / f"ckpt{micro}",
+        )
         weights[micro] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     for micro in (2, 8):
         for name, w in weights[1].items():
@@ -282,7 +317,10 @@ def test_a_kill_while_finishing_is_finished_by_the_next_run(tiny_backbone, tmp_p
     monkeypatch.setattr(tuning, "write_json", real)
     _, _, state, _ = _toy_run(tiny_backbone, tmp_path, epochs=1, out_name="cut")
     assert state.done and json.loads((tmp_path / "cut" / "train_state.json").read_text())["done"]
-    a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(tmp_path / "cut" / "adapter_model.safetensors")
+    a, b = (
+        load_file(tmp_path / "whole" / "adapter_model.safetensors"),
+        load_file(tmp_path / "cut" / "adapter_model.safetensors"),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -292,11 +330,20 @@ def test_train_on_inputs_trains_and_its_loss_matches_the_full_loss(tiny_backbone
     ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), tcfg(train_on_inputs=True))
     x, y, mask = collate(ex, tok.pad_token_id)
     total, n = loss_of(model, x, y, mask, "cpu")
-    ref = sum(model(input_ids=torch.tensor([ids]), labels=torch.tensor([lab])).loss.item() * (len(lab) - 1) for ids, lab in ex)
+    ref = sum(
+        model(input_ids=torch.tensor([ids]), labels=torch.tensor([lab])).loss.item() * (len(lab) - 1) for ids, lab in ex
+    )
     assert n == sum(len(lab) - 1 for _, lab in ex) and total.item() == pytest.approx(ref, rel=1e-4)
     model = add_lora(model, LoraParams(r=4, alpha=8, dropout=0.0))
-    state = train(model, tok, ex, tcfg(train_on_inputs=True, batch_size=4, micro_batch=2, epochs=1), tmp_path / "out",
-                  fingerprint="inputs", checkpoint=tmp_path / "ckpt")
+    state = train(
+        model,
+        tok,
+        ex,
+        tcfg(train_on_inputs=True, batch_size=4, micro_batch=2, epochs=1),
+        tmp_path / "out",
+        fingerprint="inputs",
+        checkpoint=tmp_path / "ckpt",
+    )
     assert state.done and np.isfinite(state.history[0]["loss"])
 
 
@@ -329,10 +376,19 @@ def test_resumed_curves_continue_the_step_count(tiny_backbone, tmp_path, monkeyp
         cfg = tcfg(batch_size=8, micro_batch=4, epochs=3, patience=10)
         live = curves(tmp_path / "ckpt.curves", resume=(tmp_path / "ckpt" / "train_state.json").exists())
         try:
-            return train(model, tok, encode_all(tok, rec_prompts(train_df), train_df["output"].to_list(), cfg), cfg,
-                         tmp_path / "out", fingerprint="curves", checkpoint=tmp_path / "ckpt",
-                         valid=(rec_prompts(valid_df), valid_df["label"].to_list()), live=live,
-                         publish=[(tmp_path / "ckpt.curves", Path("metrics/curves/llm/toy"))], stop_after_epochs=stop)
+            return train(
+                model,
+                tok,
+                encode_all(tok, rec_prompts(train_df), train_df["output"].to_list(), cfg),
+                cfg,
+                tmp_path / "out",
+                fingerprint="curves",
+                checkpoint=tmp_path / "ckpt",
+                valid=(rec_prompts(valid_df), valid_df["label"].to_list()),
+                live=live,
+                publish=[(tmp_path / "ckpt.curves", Path("metrics/curves/llm/toy"))],
+                stop_after_epochs=stop,
+            )
         finally:
             live.end()
 
@@ -353,20 +409,68 @@ def test_split_rows_too_long_for_the_model_are_shortened_by_the_same_rule(tiny_b
     _, tok = load_base(tiny_backbone, FP32)
     t = RecTemplate.from_params("movie")
     huge = '"' + "Alpha " * 3000 + '(1995)"'
-    rows = [(["\"Heat (1995)\"", huge, "\"Gamma (1999)\""], [1, 1, 0], "\"Heat (1995)\""),
-            (["\"Heat (1995)\""], [0], "\"Delta (1999)\"")]
-    df = pl.DataFrame({
-        "domain": ["movie"] * 2, "user": ["1", "2"], "target_item_id": ["5", "6"],
-        "history_texts": [r[0] for r in rows], "history_labels": [r[1] for r in rows], "target_text": [r[2] for r in rows],
-        "instruction": [t.instruction] * 2,
-        "input": [t.input([x for x, y in zip(h, lab) if y], [x for x, y in zip(h, lab) if not y], target) for h, lab, target in rows],
-    })
+    rows = [
+        (['"Heat (1995)"', huge, '"Gamma (1999)"'], [1, 1, 0], '"Heat (1995)"'),
+        (['"Heat (1995)"'], [0], '"Delta (1999)"'),
+    ]
+    df = pl.DataFrame(
+        {
+            "domain": ["movie"] * 2,
+            "user": ["1", "2"],
+            "target_item_id": ["5", "6"],
+            "history_texts": [r[0] for r in rows],
+            "history_labels": [r[1] for r in rows],
+            "target_text": [r[2] for r in rows],
+            "instruction": [t.instruction] * 2,
+            "input": [
+                t.input([x for x, y in zip(h, lab) if y], [x for x, y in zip(h, lab) if not y], target)
+                for h, lab, target in rows
+            ],
+        }
+    )
     budget = prompt_budget(tok, PromptParams(), 1024, 8192)
     prompts, shortened = split_prompts(df, PromptParams(), tok, budget)
     assert shortened == 1 and len(tok(prompts[0])["input_ids"]) <= budget
-    assert prompts[0] == t.full_prompt([], ["\"Gamma (1999)\""], "\"Heat (1995)\"")  # the two oldest went
+    assert prompts[0] == t.full_prompt([], ['"Gamma (1999)"'], '"Heat (1995)"')  # the two oldest went
     assert prompts[1] == alpaca_prompt(df["instruction"][1], df["input"][1])  # a row that fits is as released
     too_long = df.with_columns(target_text=pl.Series([huge, "x"]))
     too_long = too_long.with_columns(input=pl.Series([t.input([], [], huge), "x"]))
     with pytest.raises(DataError, match="movie user 1 target 5: the target alone makes a prompt"):
         split_prompts(too_long, PromptParams(), tok, budget)
+
+
+def test_the_accumulated_gradient_is_the_token_mean_whatever_the_cut(tiny_backbone):
+    """The gradient itself, not one Adam step (which moves a fresh LoRA B by about lr * sign(g), so a
+    wrong scale passed): rows with answers of different token lengths, cut into micro-batches of 1, 3
+    and 8, give the gradient of the mean cross-entropy over all the batch's answer tokens, computed
+    here row by row without padding."""
+    import torch.nn.functional as F
+
+    from tallrec.tuning import TrainState, train_step
+
+    df = toy_frame(8, 5)
+    answers = ["Yes.", "No.", "Yes. Alpha Beta.", "No. Gamma.", "Yes.", "No. Delta Epsilon Alpha.", "Yes. Beta.", "No."]
+    torch.manual_seed(0)
+    model, tok = load_base(tiny_backbone, FP32)
+    model = add_lora(model, LoraParams(r=4, alpha=8, dropout=0.0), seed=1)
+    for name, p in model.named_parameters():  # LoRA B starts at 0: give it values so A gets a gradient too
+        if p.requires_grad and "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    params = [p for p in model.parameters() if p.requires_grad]
+    cfg = tcfg(batch_size=8, max_grad_norm=None, lr=0.0)  # train_step sets the optimizer's lr from cfg
+    batch = [encode(tok, prompt, answer, cfg) for prompt, answer in zip(rec_prompts(df), answers)]
+    assert len({sum(t != IGNORE for t in labels) for _, labels in batch}) >= 3  # different answer lengths
+
+    total, n_tokens = 0.0, 0
+    for ids, labels in batch:  # the reference: each row alone, no padding, one mean over every token
+        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+        target = torch.tensor(labels[1:])
+        total = total + F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
+        n_tokens += int((target != IGNORE).sum())
+    reference = torch.autograd.grad(total / n_tokens, params)
+
+    for micro in (1, 3, 8):
+        optimizer = torch.optim.SGD(params, lr=0.0)  # lr 0: the step changes nothing, the gradient is read after it
+        train_step(model, optimizer, batch, replace(cfg, micro_batch=micro), TrainState("g"), tok.pad_token_id, "cpu")
+        for got, want in zip((p.grad for p in params), reference):
+            assert want.norm() > 0 and float((got - want).norm() / want.norm()) < 1e-5, micro

@@ -50,24 +50,59 @@ def build(folder: Path, threads: int, workers: int) -> None:
         df.write_parquet(_mkparent(paths.split_path("book", split)))
     for seed in (0, 1):
         book[0].sample(n=64, seed=seed).write_parquet(_mkparent(paths.shot_path("book", 16, seed)))
-    pl.DataFrame({"instruction": ["Say yes.", "Name a colour.", "Add 1 and 2.", "Say no."],
-                  "input": ["", "", "", "Please."], "output": ["Yes.", "Red.", "3", "No."]}).write_parquet(
-        _mkparent(paths.split_path("alpaca", "train")))
+    pl.DataFrame(
+        {
+            "instruction": ["Say yes.", "Name a colour.", "Add 1 and 2.", "Say no."],
+            "input": ["", "", "", "Please."],
+            "output": ["Yes.", "Red.", "3", "No."],
+        }
+    ).write_parquet(_mkparent(paths.split_path("alpaca", "train")))
 
-    params = with_changes(Params(), {
-        "data": {"book": {"history_len": 10}},
-        "sample": {"ks": [8, 16], "seeds": [0, 1]},
-        "model": {"name": "tiny", "source": str(source), "dtype": "fp32", "device": "cpu", "max_length": 256,
-                  "threads": threads},
-        "lora": {"r": 4, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
-        "alpaca_tune": {"max_samples": 4, "epochs": 1, "lr": 1e-2, "batch_size": 4, "micro_batch": 2, "seed": 0},
-        "rec_tune": {"variants": ["tallrec"], "train_domains": ["movie"], "ks": [8], "seeds": [0], "lr": 1e-2,
-                     "batch_size": 4, "micro_batch": 2, "max_epochs": 2, "patience": 2, "valid_size": 8},
-        "evaluate": {"test_domains": ["movie"], "test_size": None, "batch_size": 4},
-        "baselines": {"models": ["sasrec"], "domains": ["book"], "ks": [16], "seeds": [0, 1], "epochs": 3,
-                      "weight_decays": [1e-4, 1e-6], "min_count": 1, "val_size": None, "dim": 16, "hidden": 16,
-                      "batch_size": 32, "threads": threads * workers, "workers": workers},
-    })
+    params = with_changes(
+        Params(),
+        {
+            "data": {"book": {"history_len": 10}},
+            "sample": {"ks": [8, 16], "seeds": [0, 1]},
+            "model": {
+                "name": "tiny",
+                "source": str(source),
+                "dtype": "fp32",
+                "device": "cpu",
+                "max_length": 256,
+                "threads": threads,
+            },
+            "lora": {"r": 4, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+            "alpaca_tune": {"max_samples": 4, "epochs": 1, "lr": 1e-2, "batch_size": 4, "micro_batch": 2, "seed": 0},
+            "rec_tune": {
+                "variants": ["tallrec"],
+                "train_domains": ["movie"],
+                "ks": [8],
+                "seeds": [0],
+                "lr": 1e-2,
+                "batch_size": 4,
+                "micro_batch": 2,
+                "max_epochs": 2,
+                "patience": 2,
+                "valid_size": 8,
+            },
+            "evaluate": {"test_domains": ["movie"], "test_size": None, "batch_size": 4},
+            "baselines": {
+                "models": ["sasrec"],
+                "domains": ["book"],
+                "ks": [16],
+                "seeds": [0, 1],
+                "epochs": 3,
+                "weight_decays": [1e-4, 1e-6],
+                "min_count": 1,
+                "val_size": None,
+                "dim": 16,
+                "hidden": 16,
+                "batch_size": 32,
+                "threads": threads * workers,
+                "workers": workers,
+            },
+        },
+    )
     os.environ["TALLREC_PROGRESS"] = "0"
     build_base("tiny", params.model.source)
     alpaca_tune.main(params)
