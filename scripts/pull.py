@@ -33,15 +33,18 @@ def dvc(*args: str, quiet: bool = False) -> subprocess.CompletedProcess:
     return subprocess.run(["dvc", *args], capture_output=quiet, text=True)
 
 
-def never_pushed(dvc_yaml: dict, lock: dict) -> tuple[list[str], set[str]]:
-    """(stages to rebuild, their output paths): the lock's stages with a push: false output."""
+def plan(lock: dict) -> tuple[list[str], dict[str, str]]:
+    """(the stages to rebuild: those with a push: false output, {path: md5} of every other cached output
+    of the pipeline's stages). Uncached outputs (metrics, plots, reports) are in git; a lock entry of a
+    stage dvc.yaml no longer has is not pulled."""
     from dvc.repo import Repo
 
     with Repo(".") as repo:
-        stages = [s for s in repo.index.stages if any(not o.can_push for o in s.outs)]
-    names = [s.addressing for s in stages if s.addressing in lock["stages"]]
-    paths = {str(o.def_path) for s in stages for o in s.outs}
-    return names, paths
+        stages = [s for s in repo.index.stages if s.addressing in lock["stages"]]
+        rebuild = [s.addressing for s in stages if any(not o.can_push for o in s.outs)]
+        cached = {str(o.def_path) for s in stages if s.addressing not in rebuild for o in s.outs if o.use_cache}
+    md5s = {o["path"]: o["md5"] for s in stages for o in lock["stages"][s.addressing].get("outs", [])}
+    return rebuild, {path: md5s[path] for path in sorted(cached)}
 
 
 def md5_of(path: Path) -> str:
@@ -87,17 +90,11 @@ def main() -> int:
     ap.add_argument("-r", "--remote", help="the DVC remote to pull from (default: the project's default)")
     args = ap.parse_args()
     lock = yaml.safe_load(Path("dvc.lock").read_text())
-    rebuild, local = never_pushed(yaml.safe_load(Path("dvc.yaml").read_text()), lock)
+    rebuild, outputs = plan(lock)
     say(f"rebuilding what is never pushed: {', '.join(rebuild)}")
     if dvc("repro", *rebuild).returncode != 0:
         say("error: `dvc repro` of the never-pushed stages failed")
         return 1
-    outputs = {
-        o["path"]: o["md5"]
-        for entry in lock["stages"].values()
-        for o in entry.get("outs", [])
-        if o["path"] not in local
-    }
     remote = ["-r", args.remote] if args.remote else []
     problems = []
     for path, md5 in outputs.items():
