@@ -248,3 +248,30 @@ def test_dros_loss_is_mse_plus_alpha_beta_log_mean_exp(beta):
         losses = [(scores[b][j] - (y if j == t else 0.0)) ** 2 for j in range(n_items)]
         robust += beta * np.log(sum(p[j] * np.exp(losses[j] / beta) for j in range(n_items))) / rows
     assert got == pytest.approx(mse + 0.7 * robust, rel=1e-5)
+
+
+def test_a_one_class_validation_split_is_refused_not_a_coin_flip(splits, tmp_path, monkeypatch):
+    """baselines/base.py had its own AUC, 0.5 for one class: a one-class validation set looked like a coin
+    flip and chose the weight decay and the epoch silently. The one AUC (tallrec.metrics) is NaN there,
+    and the runner refuses such a split in one line before training."""
+    from tallrec import paths
+    from tallrec.baselines.run import run_model
+    from tallrec.io import DataError
+    from tallrec.metrics import auc
+
+    assert np.isnan(auc([1, 1, 1], [0.1, 0.2, 0.3]))
+    monkeypatch.chdir(tmp_path)
+    train, valid, test = splits
+    for split, df in (("valid", valid.with_columns(label=pl.lit(1, dtype=pl.Int8))), ("test", test)):
+        paths.split_path("movie", split).parent.mkdir(parents=True, exist_ok=True)
+        df.write_parquet(paths.split_path("movie", split))
+    paths.shot_path("movie", 16, 0).parent.mkdir(parents=True, exist_ok=True)
+    train.sample(n=64, seed=0).write_parquet(paths.shot_path("movie", 16, 0))
+    section = {**as_dict(CFG), "epochs": 1, "domains": ["movie"], "ks": [16], "seeds": [0], "workers": 1}
+    params = with_changes(
+        Params(),
+        {"sample": {"ks": [16]}, "rec_tune": {"ks": [16]}, "data": {"movie": {"history_len": L}}, "baselines": section},
+    )
+    with pytest.raises(DataError, match=r"valid.parquet: the validation subset \(200 rows\) holds one class only"):
+        run_model("gru4rec", params)
+    assert not paths.baseline_metrics_path("gru4rec").exists()
