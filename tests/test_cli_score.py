@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -435,3 +436,53 @@ def test_rank_shows_the_best_k_of_n_in_order(adapter, tmp_path):
     shown = re.findall(r"│\s*\d+\s*│\s*([01]\.\d{4})\s*│\s*(\S.*?)\s*│", result.output)
     assert [item for _, item in shown] == best
     assert [float(p) for p, _ in shown] == pytest.approx([p_yes[t] for t in best], abs=1e-4)
+
+
+@pytest.mark.parametrize("where", ["parent_is_a_file", "read_only_folder"])
+def test_score_checks_its_output_location_before_loading_the_model(no_model, tmp_path, where):
+    """A read-only output folder or a parent that is a file failed only after the model had scored every line."""
+    import os
+
+    src = tmp_path / "users.jsonl"
+    src.write_text(json.dumps(GOOD[0]) + "\n")
+    if where == "parent_is_a_file":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "scored.jsonl"
+    else:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        out = tmp_path / "ro" / "scored.jsonl"
+        if os.access(tmp_path / "ro", os.W_OK):  # root writes anywhere: make it a file's child instead
+            (tmp_path / "ro").chmod(0o755)
+            (tmp_path / "ro" / "file").write_text("x")
+            out = tmp_path / "ro" / "file" / "scored.jsonl"
+    result = run("score", "--adapter", "whatever", "--input", str(src), "--output", str(out))
+    assert result.exit_code == 1 and "the model was loaded" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--output" in lines[0] and "cannot be written" in lines[0], result.output
+
+
+def test_a_bom_is_accepted_and_our_history_dropped_overwrites_the_users(adapter, tmp_path):
+    src, out = tmp_path / "users.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + (json.dumps({**GOOD[0], "history_dropped": 7}) + "\n").encode())
+    result = run("score", "--adapter", str(adapter[0]), "--input", str(src), "--output", str(out))
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert "p_yes" in line and "history_dropped" not in line  # nothing was dropped: the user's 7 would lie
+
+
+def test_an_adapters_relative_base_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    """base_model_name_or_path is written relative to the project (models/base/<name>): it was resolved
+    against the current folder, so `tallrec score` run from elsewhere lost the backbone."""
+    from tallrec.serving import base_of_adapter
+
+    project = tmp_path / "project"
+    adapter = project / "models" / "rec" / "m" / "tallrec_movie_k64_seed0"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "models/base/mine"}))
+    (project / "models" / "base" / "mine").mkdir(parents=True)
+    (project / "models" / "base" / "mine" / "config.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert Path(base_of_adapter(adapter)).resolve() == (project / "models" / "base" / "mine").resolve()

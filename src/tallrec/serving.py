@@ -35,10 +35,20 @@ def base_of_adapter(adapter: Path) -> Path | str:
     base = read_json(cfg_path).get("base_model_name_or_path")
     if not base:
         raise DataError(cfg_path, "no base_model_name_or_path; name the backbone with --base")
-    if Path(base).exists():
-        return Path(base)
+    # a relative path is the project's (models/base/<name>): tried from here, then from each folder above
+    # the adapter, so `tallrec score` finds it from any working directory
+    tried = [Path(base)] if Path(base).is_absolute() else [Path(base)] + [p / base for p in adapter.resolve().parents]
+    found = next((p for p in tried if p.exists()), None)
+    if found is not None:
+        return found
     if base in CATALOG:
         return base_dir(base)
+    if not Path(base).is_absolute() and base.startswith(("models/", "./", "../")):
+        raise DataError(
+            cfg_path,
+            f"base model {base!r} not found (tried it from here and from every folder above "
+            "the adapter); name the backbone with --base",
+        )
     return base  # a hub id or a folder elsewhere: resolve_base decides
 
 
@@ -161,7 +171,7 @@ def read_queries(
         raise DataError(path, "input file not found")
     queries, problems = [], []
     # bytes, decoded a line at a time: a bad byte is the problem of its line, not of the whole file
-    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+    for n, raw in enumerate(path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):  # a BOM is fine
         try:
             try:
                 text = raw.decode("utf-8")
@@ -214,8 +224,10 @@ def write_scored(queries: Sequence[UserQuery], scores: np.ndarray, out: Path) ->
     """Each input line with p_yes added, written whole or not at all."""
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for q, p in zip(queries, scores):
+            # ours replaces any history_dropped the input had: where nothing was dropped, none is written
+            record = {k: v for k, v in q.record.items() if k != "history_dropped"}
             extra = {"history_dropped": q.history_dropped} if q.history_dropped else {}
-            f.write(json.dumps({**q.record, "p_yes": round(float(p), 6), **extra}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({**record, "p_yes": round(float(p), 6), **extra}, ensure_ascii=False) + "\n")
 
 
 def read_history(path: Path, default_domain: str, domains: Sequence[str]) -> UserQuery:
@@ -306,6 +318,19 @@ def same_file(a: Path | str, b: Path | str) -> bool:
             return False
 
 
+def check_writable(out: Path) -> None:
+    """Where --output goes can take a new file: checked before the model loads (it failed after scoring)."""
+    import os
+
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"--output {out} cannot be written: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {out} cannot be written: the folder {ancestor} is read-only")
+
+
 def run_score(
     input: Path, output: Path, domain: str, on_error: str, load: LoadConfig, params_file: Path
 ) -> tuple[int, list[str], int]:
@@ -318,6 +343,7 @@ def run_score(
         )
     if Path(output).is_dir():
         raise ValueError(f"--output {output} is a folder; name the file to write")
+    check_writable(Path(output))
     prompt_params, max_length = prompt_params_of(params_file)
     queries, problems = read_queries(input, domain, on_error, domains_of(prompt_params))
     if not queries:
