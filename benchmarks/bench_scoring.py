@@ -145,7 +145,15 @@ def precision_main(args) -> None:
     )
     ctx = multiprocessing.get_context("spawn")
     results = {}
-    for path in args.paths.split(","):
+    paths = args.paths.split(",")
+    if "fp32" not in paths:  # every row is compared with it
+        raise SystemExit(
+            f"error: --paths {args.paths}: fp32 must be among them (the reference the others are compared with)"
+        )
+    for path in paths:
+        if path == "fp32-merged" and args.adapter is None:
+            console.print("  fp32-merged: skipped, no --adapter (with none it is plain fp32)")
+            continue
         if path == "bf16" and not native_bf16():
             console.print(
                 "  bf16: skipped, no native bf16 on this CPU (emulated bf16 matmul measured >100x slower than fp32)"
