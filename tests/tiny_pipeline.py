@@ -20,9 +20,10 @@ from dataclasses import astuple
 from pathlib import Path
 
 import tallrec.stages  # noqa: F401  (first: the canonical numerics are in place before torch loads)
+from tallrec import paths
 
 HERE = Path(__file__).resolve().parent
-RUN_SPECIFIC = ("logs", "scratch")  # run logs and checkpoints: no pipeline output
+RUN_SPECIFIC = (paths.RUN_LOGS.name, paths.SCRATCH.name)  # run logs and checkpoints: no pipeline output
 
 
 def build(folder: Path, threads: int, workers: int) -> None:
@@ -32,7 +33,6 @@ def build(folder: Path, threads: int, workers: int) -> None:
     from test_baselines import synthetic
     from test_tuning import toy_frame
 
-    from tallrec import paths
     from tallrec.baselines.run import run_model
     from tallrec.config import Params, RecRun, with_changes
     from tallrec.model import build_base
