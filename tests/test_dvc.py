@@ -3,12 +3,11 @@ persisted, every configuration is its own stage instance."""
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-import re
 from pathlib import Path
 
 import pytest
@@ -17,52 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
 
-def module_file(module: str) -> Path | None:
-    base = SRC / Path(*module.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.exists():
-            return path
-    return None
+def _code_deps():
+    spec = importlib.util.spec_from_file_location("code_deps", ROOT / "scripts" / "code_deps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def direct_imports(module: str) -> set[str]:
-    """The tallrec modules a module's file imports anywhere (function-local imports too: they run when
-    the function does), with the packages each import runs."""
-    found = set()
-    for node in ast.walk(ast.parse(module_file(module).read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            if name.split(".")[0] == "tallrec" and module_file(name):
-                parts = name.split(".")
-                found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
-    return found
-
-
-def closure(*modules: str) -> set[str]:
-    """Every module that runs when `modules` are imported: their imports, transitively, and the packages
-    each one sits in."""
-    seen, todo = set(), list(modules)
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            parts = m.split(".")
-            todo += [".".join(parts[:i]) for i in range(1, len(parts))] + sorted(direct_imports(m) - seen)
-    return seen
-
-
-def stage_modules(cmd: str) -> set[str]:
-    """The project modules a stage command runs: `PYTHONPATH=src python -m tallrec.stages.X ARGS`; a baseline's
-    network is imported by name (importlib), so its module is added from the argument."""
-    match = re.fullmatch(r"PYTHONPATH=src python -m (tallrec\.stages\.\w+)((?: \S+)*)", cmd.strip())
-    assert match, f"stage command {cmd!r} is not `PYTHONPATH=src python -m tallrec.stages.<stage> ...`"
-    entry, args = match.group(1), match.group(2).split()
-    extra = [f"tallrec.baselines.{args[0]}"] if entry.endswith(".baseline") else []
-    return closure(entry, *extra)
+# the closure rule lives in scripts/code_deps.py, which also rewrites dvc.yaml's lists (`--write`)
+_deps = _code_deps()
+module_file, closure, stage_modules = _deps.module_file, _deps.closure, _deps.stage_modules
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,18 @@ import yaml
 
 from tallrec.catalog import CATALOG
 from tallrec.io import DataError
+from tallrec.names import (
+    DOMAINS,
+    ID_BASELINES,
+    SHOT_DOMAINS,
+    VARIANTS,
+    Domain,
+    IdBaseline,
+    ShotDomain,
+    TextBaseline,
+    Variant,
+    run_name,
+)
 from tallrec.paths import PARAMS
 
 
@@ -112,12 +124,6 @@ def _seeds(*default: int):
     return _p(default, _non_empty)
 
 
-Domain = Literal["movie", "book"]
-ShotDomain = Literal["movie", "book", "both"]
-Variant = Literal["tallrec", "rt", "at"]  # continue stage 1, a fresh adapter, stage 1 alone
-IdBaseline = Literal["gru4rec", "caser", "sasrec", "dros"]
-TextBaseline = Literal["gru_bert", "dros_bert"]
-
 # --------------------------------------------------------------------------------------- the tree
 
 
@@ -189,16 +195,16 @@ class PromptParams:
 
 @dataclass(frozen=True)
 class SampleParams:
-    domains: tuple[ShotDomain, ...] = _p(("movie", "book", "both"), _non_empty)  # "both" takes K from each
+    domains: tuple[ShotDomain, ...] = _p(SHOT_DOMAINS, _non_empty)
     ks: tuple[int, ...] = _ks(16, 64, 256)
     seeds: tuple[int, ...] = _seeds(0, 1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
 class BaselineParams:
-    models: tuple[IdBaseline, ...] = ("gru4rec", "caser", "sasrec", "dros")  # item ids (and like/dislike) only
-    text_models: tuple[TextBaseline, ...] = ()  # ids plus item-text vectors (the text_embed stage)
-    domains: tuple[Domain, ...] = _p(("movie", "book"), _non_empty)
+    models: tuple[IdBaseline, ...] = ID_BASELINES
+    text_models: tuple[TextBaseline, ...] = ()
+    domains: tuple[Domain, ...] = _p(DOMAINS, _non_empty)
     ks: tuple[int, ...] = _ks(16, 64, 256)
     seeds: tuple[int, ...] = _seeds(0, 1, 2, 3, 4)
     lr: float = _p(1e-3, _positive)
@@ -295,8 +301,8 @@ class RecRun:
     def __post_init__(self) -> None:
         # a stage module's arguments become folder names: only the grid's own values are accepted
         for what, value, choices in (
-            ("variant", self.variant, typing.get_args(Variant)),
-            ("train domain", self.train_domain, typing.get_args(ShotDomain)),
+            ("variant", self.variant, VARIANTS),
+            ("train domain", self.train_domain, SHOT_DOMAINS),
         ):
             if value not in choices:
                 raise ValueError(f"{what} {value!r} is not one of {', '.join(choices)}")
@@ -306,7 +312,7 @@ class RecRun:
 
     @property
     def name(self) -> str:
-        return f"{self.variant}_{self.train_domain}_k{self.k}_seed{self.seed}"
+        return run_name(self.variant, self.train_domain, self.k, self.seed)
 
 
 def rec_grid(section: RecTuneParams) -> list[RecRun]:
@@ -322,7 +328,7 @@ def rec_grid(section: RecTuneParams) -> list[RecRun]:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    test_domains: tuple[Domain, ...] = _p(("movie", "book"), _non_empty)
+    test_domains: tuple[Domain, ...] = _p(DOMAINS, _non_empty)
     test_size: int | None = _p(None, _optional_positive)  # null = the full test sets
     batch_size: int = _p(8, _at_least(1))
 

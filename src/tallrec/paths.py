@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from tallrec.names import DOMAINS  # noqa: F401  (re-exported: paths are per domain)
+
 DATA = Path("data")
 RAW = DATA / "raw"
 PROCESSED = DATA / "processed"
@@ -12,7 +14,6 @@ PARAMS = Path("params.yaml")
 SCRATCH = Path("scratch")  # ignored by git: checkpoints of unfinished runs
 RUN_LOGS = Path("logs")  # ignored by git, no DVC output: wall times, resume points, the machine's facts
 
-DOMAINS = ("movie", "book")
 SPLITS = ("train", "valid", "test")
 
 

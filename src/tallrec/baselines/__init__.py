@@ -4,9 +4,8 @@ One network per file (`tallrec.baselines.<name>`, its class `Model`); `base` hol
 encoding, the scoring head and the training loop; `run` drives one model over every domain x K x seed in params.yaml.
 """
 
-ID_MODELS = ("gru4rec", "caser", "sasrec", "dros")  # params baselines.models
-TEXT_MODELS = (
-    "gru_bert",
-    "dros_bert",
-)  # params baselines.text_models: they read item-text vectors (the text_embed stage)
-MODELS = ID_MODELS + TEXT_MODELS
+from tallrec.names import BASELINES as MODELS
+from tallrec.names import ID_BASELINES as ID_MODELS
+from tallrec.names import TEXT_BASELINES as TEXT_MODELS
+
+__all__ = ["ID_MODELS", "MODELS", "TEXT_MODELS"]
