@@ -92,3 +92,13 @@ def test_every_stage_runs_the_code_of_its_own_workspace(stages, tmp_path):
         probe, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True
     )
     assert Path(ran.stdout.strip()).resolve().is_relative_to(tmp_path.resolve()), ran.stdout
+
+
+def test_the_report_stage_swaps_in_exactly_the_outputs_dvc_yaml_declares(stages):
+    """The report replaces only its own outputs as one unit: a file dvc.yaml declares but the stage
+    does not swap would be left from another run, and reports/imported/ (git-tracked) is not one."""
+    from tallrec import paths
+    from tallrec.stages.report import OUTPUTS
+
+    (outs,) = [outs for name, _, _, outs in stages if name == "report"]
+    assert sorted(str(o.def_path) for o in outs) == sorted(str(paths.REPORTS / name) for name in OUTPUTS)

@@ -119,7 +119,7 @@ def test_the_figures_are_pngs_with_or_without_runs(tmp_path):
         Run("at", "book", frame(noisy(8, 1.0)), "movie", 64, 0, "m"),
     ]
     for draw, name in (
-        (lambda p: figure3(runs, ["movie", "book"], p, 20, 0), "f3.png"),
+        (lambda p: figure3(runs, ["movie", "book"], [16, 64, 256], (12, 340), p, 20, 0), "f3.png"),
         (lambda p: figure4(runs, p, 20, 0), "f4.png"),
         (lambda p: figure4([], p, 20, 0), "empty.png"),
     ):
@@ -170,6 +170,7 @@ def test_figure3_draws_the_table_cells_and_like_share_on_the_rows_each_point_was
     """Figure 3 drew like-share from the full test sets while the K=256 book point was scored on 200 rows
     (0.711 there against 0.685 on the point's rows): the figure showed the opposite of the table."""
     from tallrec import report
+    from tallrec.report import figures
 
     subset = np.arange(0, 40, 2)  # the TALLRec points: a seeded 20-row subset of the 40 test rows
     share = noisy(7, 0.4)
@@ -182,13 +183,13 @@ def test_figure3_draws_the_table_cells_and_like_share_on_the_rows_each_point_was
     runs += [Run("like_share", "movie", frame(share), "movie", k, 0) for k in (16, 64)]
     drawn = {}
     monkeypatch.setattr(
-        report,
+        figures,
         "_save",
         lambda fig, title, out: drawn.update(
             {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].get_lines()}
         ),
     )
-    figure3(runs, ["movie"], tmp_path / "f.png", 50, 0)
+    figure3(runs, ["movie"], [16, 64, 256], (12, 340), tmp_path / "f.png", 50, 0)
     cells = {c.k: c for c in table3_cells(runs, ["movie"], [16, 64], 50, 0)}
     ks, means = drawn[report.ROW_NAMES["tallrec"]]
     assert ks == [16, 64] and means == pytest.approx([cells[k].rows["tallrec"].mean for k in ks])

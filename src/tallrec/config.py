@@ -91,6 +91,10 @@ def _template(*fields: str):
     return check
 
 
+def _log_range(v) -> str | None:
+    return None if len(v) == 2 and 0 < v[0] < v[1] else "must be two numbers 0 < low < high (a log-scale range)"
+
+
 def _non_empty(v) -> str | None:
     return None if len(v) else "must not be empty"
 
@@ -337,6 +341,8 @@ class EvaluateParams:
 class ReportParams:
     bootstrap: int = _p(1000, _between(1, 100_000))  # resamples of the test users for confidence intervals and p-values
     seed: int = 0  # of those resamples
+    # Figure 3's x axis (log scale; its ticks are sample.ks, Table 3's K): the range around them
+    figure3_xlim: tuple[float, ...] = _p((12, 340), _log_range)
 
 
 @dataclass(frozen=True)
