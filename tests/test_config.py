@@ -160,7 +160,7 @@ def test_a_stage_given_a_folder_as_params_says_so_in_one_line(tmp_path):
         timeout=120,
     )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 1 and lines == ["params.yaml: is a folder, not a file"], done.stderr
+    assert done.returncode == 1 and lines == ["error: params.yaml: is a folder, not a file"], done.stderr
 
 
 def test_overrides_set_existing_keys_only():
