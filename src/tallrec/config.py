@@ -6,7 +6,8 @@ key the tree knows must be in the file (DVC tracks them there), with the right t
 anything else is one `ParamsError` line naming the file, the line, the key and the problem, raised
 before any stage does work. `Params()` holds the defaults, which are also what the committed
 params.yaml says (a test keeps the two equal). `set_param` applies a `dvc exp run -S`-style override
-to an existing key only; `with_changes` sets nested keys of a tree in code.
+to an existing key only; `with_changes` sets nested keys of a tree in code. The module is long because
+it is the whole schema, every section with its checks, in the one place a default may live.
 """
 
 from __future__ import annotations
