@@ -486,3 +486,23 @@ def test_an_adapters_relative_base_is_found_from_any_working_directory(tmp_path,
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert Path(base_of_adapter(adapter)).resolve() == (project / "models" / "base" / "mine").resolve()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ([1, 2], r"adapter_config.json: expected an object, got \[1, 2\]"),
+        (
+            {"base_model_name_or_path": 5},
+            r"adapter_config.json: base_model_name_or_path: expected a text or null, got 5",
+        ),
+    ],
+)
+def test_an_adapter_config_of_the_wrong_shape_is_one_line(tmp_path, config, message):
+    """A JSON list as adapter_config.json was an AttributeError traceback ('list' object has no attribute 'get')."""
+    from tallrec.io import DataError
+    from tallrec.serving import base_of_adapter
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match=message):
+        base_of_adapter(tmp_path)

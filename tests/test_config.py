@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tallrec.io import DataError
 from tallrec.config import Params, ParamsError, Yaml12Loader, as_dict, load_params, set_param, with_changes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +120,47 @@ def test_yaml_syntax_error_and_missing_section_are_one_line(tmp_path):
         load_params(write(tmp_path, without))
     with pytest.raises(ParamsError, match="expected a mapping"):
         load_params(write(tmp_path, "- just a list\n"))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.mkdir(), r"params.yaml: is a folder, not a file"),
+        (lambda p: p.write_text(""), r"params.yaml: expected a mapping of sections at the top level"),
+        (lambda p: p.write_text("just text\n"), r"params.yaml: expected a mapping of sections at the top level"),
+        (lambda p: p.write_bytes(b"a: \xff\n"), r"params.yaml: not valid utf-8 \(byte 0xff\)"),
+    ],
+)
+def test_a_params_path_that_is_no_readable_mapping_is_one_line(tmp_path, make, message):
+    """A folder given as --params was an IsADirectoryError traceback."""
+    make(tmp_path / "params.yaml")
+    with pytest.raises(DataError, match=message) as e:
+        load_params(tmp_path / "params.yaml")
+    assert "\n" not in str(e.value)
+
+
+def test_an_unreadable_params_file_is_one_line(tmp_path, monkeypatch):
+    path = write(tmp_path, TEXT)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)  # chmod 000 does not stop root
+    with pytest.raises(DataError, match=r"params.yaml: cannot be read \(Permission denied\)"):
+        load_params(path)
+
+
+def test_a_stage_given_a_folder_as_params_says_so_in_one_line(tmp_path):
+    (tmp_path / "params.yaml").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "tallrec", "sample", "--params", "params.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and lines == ["error: params.yaml: is a folder, not a file"], done.stderr
 
 
 def test_overrides_set_existing_keys_only():

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tallrec.io import DataError
 from tallrec.metrics import auc
 from tallrec.report import (
     Run,
@@ -18,6 +19,7 @@ from tallrec.report import (
     figure3,
     figure4,
     floor_lines,
+    imported_runs,
     table3_cells,
     table3_markdown,
     table3_runs,
@@ -127,15 +129,48 @@ def test_the_figures_are_pngs_with_or_without_runs(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_an_older_experiments_params_take_the_defaults_of_keys_added_since():
+def test_an_older_experiments_params_take_the_defaults_of_keys_added_since(monkeypatch):
+    import dvc.api
+    import yaml
+
     from tallrec.config import Params, as_dict
-    from tallrec.experiments import _merged
+    from tallrec.experiments import _params_at
 
     old = as_dict(Params())
     del old["report"]
     old["rec_tune"]["ks"] = [256]
-    merged = _merged(as_dict(Params()), old)
-    assert merged["report"] == as_dict(Params())["report"] and merged["rec_tune"]["ks"] == [256]
+    monkeypatch.setattr(dvc.api, "read", lambda path, rev: yaml.safe_dump(old))
+    params = _params_at("c4c5ee32772d64875e95224ed2d49161c7292093")
+    assert params.report == Params().report and params.rec_tune.ks == (256,)
+    monkeypatch.setattr(dvc.api, "read", lambda path, rev: "- a list\n")
+    with pytest.raises(DataError, match=r"^params.yaml@c4c5ee3: expected a mapping of sections at the top level$"):
+        _params_at("c4c5ee32772d64875e95224ed2d49161c7292093")
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"baselines": []}, r"missing key 'llm_configs'"),
+        ({"llm_configs": [], "baseline_grid": {"ks": 5}}, r"baseline_grid.ks: expected a list, got 5"),
+        (
+            {"llm_configs": [], "baseline_grid": {"domains": ["movie"], "ks": ["16"], "seeds": [0]}},
+            r"baseline_grid.ks\[0\]: expected an integer, got \"16\"",
+        ),
+        ({"llm_configs": [], "baselines": [1]}, r"baselines\[0\]: expected a text, got 1"),
+        ({"llm_configs": [], "test_size": "all"}, r"test_size: expected an integer or null, got \"all\""),
+        ([1, 2], r"expected an object with llm_configs, got \[1, 2\]"),
+    ],
+)
+def test_an_imported_experiment_json_of_the_wrong_shape_is_one_line_naming_the_key(tmp_path, meta, message):
+    """`"ks": 5` in an imported experiment.json was a TypeError traceback; `"ks": ["16"]` silently
+    found no baseline runs."""
+    import json
+
+    (tmp_path / "crafted").mkdir()
+    (tmp_path / "crafted" / "experiment.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"crafted/experiment.json: " + message) as e:
+        imported_runs(tmp_path)
+    assert "\n" not in str(e.value)
 
 
 def test_every_configuration_gets_its_own_line_with_uauc_where_defined():

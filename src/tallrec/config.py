@@ -1,29 +1,23 @@
 """params.yaml as one typed tree: the only home of every default, type and range.
 
-`load_params` reads the file and returns a frozen `Params`. Every key of the file must be one the tree
-knows and every key the tree knows must be in the file (DVC tracks them there), with the right type and
-in range; anything else is one `ParamsError` line naming the file, the line, the key and the problem,
-raised before any stage does work. `Params()` holds the defaults, which are also what the committed
-params.yaml says (a test keeps the two equal). `set_param` applies a `dvc exp run -S`-style override to
-an existing key only.
+`load_params` reads the file (through tallrec.yaml_reader, which knows YAML and dataclasses but not
+this tree) and returns a frozen `Params`. Every key of the file must be one the tree knows and every
+key the tree knows must be in the file (DVC tracks them there), with the right type and in range;
+anything else is one `ParamsError` line naming the file, the line, the key and the problem, raised
+before any stage does work. `Params()` holds the defaults, which are also what the committed
+params.yaml says (a test keeps the two equal). `set_param` applies a `dvc exp run -S`-style override
+to an existing key only; `with_changes` sets nested keys of a tree in code. The module is long because
+it is the whole schema, every section with its checks, in the one place a default may live.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from tallrec.catalog import CATALOG
-from tallrec.io import DataError
 from tallrec.names import (
     DOMAINS,
     ID_BASELINES,
@@ -37,14 +31,17 @@ from tallrec.names import (
     run_name,
 )
 from tallrec.paths import PARAMS
-
-
-class ParamsError(DataError):
-    """A bad params file or override: one line with the file, the line, the key and the problem."""
-
-    def __init__(self, path: Path | str, key: str, problem: str, line: int | None = None):
-        super().__init__(path, f"{key}: {problem}" if key else problem, line)
-
+from tallrec.yaml_reader import (  # noqa: F401  (Yaml12Loader, set_param: re-exported for the callers)
+    Yaml12Loader,
+    as_dict,
+    build,
+    failing,
+    merged,
+    parse_yaml,
+    read_yaml_text,
+    set_param,
+)
+from tallrec.yaml_reader import YamlError as ParamsError  # a bad params file or override: one line
 
 # ------------------------------------------------------------------------------------------ checks
 # A field's metadata may carry `check`: value -> problem text, or None when the value is fine.
@@ -173,7 +170,7 @@ ITEM_FIELDS = {"movie": ("title",), "book": ("title", "author")}  # what data.py
 
 
 def _items_check(items) -> str | None:
-    missing = [d for d in ITEM_FIELDS if d not in items]
+    missing = [d for d in DOMAINS if d not in items]
     return f"needs a template for {missing[0]}" if missing else None
 
 
@@ -398,192 +395,19 @@ def _cross_checks(p: Params) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------ the reader
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(tp, value, key: str, fail) -> Any:
-    """`value` (as YAML gave it) as type `tp`, or `fail(key, problem)`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _convert(inner, value, key, fail)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            fail(key, f"{value!r} is not one of {', '.join(map(str, choices))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            fail(key, f"expected a list, got {value!r}")
-        (inner, _) = typing.get_args(tp)
-        return tuple(_convert(inner, v, f"{key}[{i}]", fail) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            fail(key, f"expected a mapping, got {value!r}")
-        _, inner = typing.get_args(tp)
-        return {str(k): _convert(inner, v, f"{key}.{k}", fail) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, fail)
-    if tp is bool:
-        if not isinstance(value, bool):
-            fail(key, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail(key, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(key, f"expected a number, got {value!r}")
-        if not math.isfinite(value):
-            fail(key, f"{value} must be a finite number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            fail(key, f"expected a text, got {value!r}")
-        return value
-    raise TypeError(f"config.py: no reader for {_type_name(tp)} ({key})")  # a bug in this file, not in params
-
-
-def _build(cls, mapping, prefix: str, fail):
-    if not isinstance(mapping, dict):
-        fail(prefix, f"expected a mapping of keys, got {mapping!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key in mapping:
-        if isinstance(key, bool):  # a bare true/false key
-            fail(prefix, f"key {key!r} is a boolean in YAML: quote it")
-        if key not in known:
-            near = difflib.get_close_matches(str(key), known, n=1)
-            fail(
-                f"{prefix}.{key}" if prefix else str(key),
-                "unknown key" + (f" (did you mean {near[0]}?)" if near else ""),
-            )
-    kwargs = {}
-    for name, f in known.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name not in mapping:
-            fail(prefix or "params", f"missing key {name!r}")
-        value = _convert(hints[name], mapping[name], key, fail)
-        check = f.metadata.get("check")
-        problem = check(value) if check else None
-        if problem:
-            fail(key, f"{mapping[name]!r} {problem}" if not isinstance(mapping[name], (list, dict)) else problem)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-class Yaml12Loader(yaml.SafeLoader):
-    """params.yaml read as DVC reads it: YAML 1.2's core schema (ruamel). PyYAML reads YAML 1.1, where a
-    bare yes/no/on/off is a boolean (`dvc exp run -S` rewrites the file with `yes: Yes.` unquoted), a
-    float needs a dot (`1e-4` was a text), 010 is eight and 1:30 is ninety; and it keeps the last of two
-    equal keys, which DVC refuses. Here every one of those means what it means to DVC."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-_YAML12_TYPES = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML12_TYPES]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
-)
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+.0123456789"),
-)
-
-
-def _yaml12_int(loader, node) -> int:
-    text = loader.construct_scalar(node)
-    return int(text[2:], 8) if text.startswith("0o") else int(text[2:], 16) if text.startswith("0x") else int(text, 10)
-
-
-def _yaml12_float(loader, node) -> float:
-    text = loader.construct_scalar(node).lower()
-    return float(text.replace(".inf", "inf").replace(".nan", "nan"))
-
-
-Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
-Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _yaml12_float)
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """1-based line of every key path ("rec_tune.lr") in a YAML text."""
-    lines: dict[str, int] = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                path = f"{prefix}.{k.value}" if prefix else str(k.value)
-                lines[path] = k.start_mark.line + 1
-                walk(v, path)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                lines[f"{prefix}[{i}]"] = v.start_mark.line + 1
-                walk(v, f"{prefix}[{i}]")
-
-    walk(yaml.compose(text, Loader=Yaml12Loader), "")
-    return lines
-
-
 def params_from_dict(raw: Any, path: Path | str = PARAMS, lines: dict[str, int] | None = None) -> Params:
     """The typed tree of a parsed params mapping; the first problem is one ParamsError."""
-    lines = lines or {}
-
-    def fail(key: str, problem: str):
-        where, line = key, lines.get(key)
-        while line is None and "." in where:  # a missing key: point at its section
-            where = where.rsplit(".", 1)[0]
-            line = lines.get(where)
-        raise ParamsError(path, key, problem, line)
-
+    fail = failing(path, lines)
     if not isinstance(raw, dict):
         raise ParamsError(path, "", "expected a mapping of sections at the top level")
-    params = _build(Params, raw, "", fail)
+    params = build(Params, raw, fail)
     for key, problem in _cross_checks(params):
         fail(key, problem)
     return params
 
 
 def read_params_text(path: Path | str) -> str:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "params file not found (run from the project root, or pass --params)")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not valid utf-8 (byte 0x{e.object[e.start]:02x})") from None
-
-
-def parse_yaml(text: str, path: Path | str) -> tuple[Any, dict[str, int]]:
-    try:
-        return yaml.load(text, Loader=Yaml12Loader), _key_lines(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ParamsError(path, "", f"YAML syntax error: {problem}", mark.line + 1 if mark else None) from None
+    return read_yaml_text(path, missing="params file not found (run from the project root, or pass --params)")
 
 
 def load_params(path: Path | str = PARAMS, overrides: list[str] | tuple[str, ...] = ()) -> Params:
@@ -594,47 +418,11 @@ def load_params(path: Path | str = PARAMS, overrides: list[str] | tuple[str, ...
     return params_from_dict(raw, path, lines)
 
 
-def set_param(raw: dict[str, Any], assignment: str, path: Path | str = "override") -> None:
-    """Apply one `key.path=value` override in place (value read as YAML, as `dvc exp run -S` does).
-    Only an existing key can be set: a typo is an error, not a new key."""
-    key, sep, value = assignment.partition("=")
-    if not sep or not key:
-        raise ParamsError(path, "", f"override {assignment!r}: expected key.path=value")
-    *parents, leaf = key.split(".")
-    node = raw
-    for depth, part in enumerate(parents):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamsError(path, ".".join(parents[: depth + 1]), f"unknown key in override {assignment!r}")
-        node = node[part]
-    if not isinstance(node, dict) or leaf not in node:
-        raise ParamsError(path, key, f"unknown key in override {assignment!r}")
-    try:
-        node[leaf] = yaml.load(value, Loader=Yaml12Loader)
-    except yaml.YAMLError:
-        raise ParamsError(path, key, f"override value {value!r} is not valid YAML") from None
-
-
-def as_dict(params: Any) -> Any:
-    """The tree as plain YAML-able data (tuples as lists), e.g. for fingerprints and metadata."""
-    if dataclasses.is_dataclass(params):
-        return {f.name: as_dict(getattr(params, f.name)) for f in dataclasses.fields(params)}
-    if isinstance(params, (list, tuple)):
-        return [as_dict(v) for v in params]
-    if isinstance(params, dict):
-        return {k: as_dict(v) for k, v in params.items()}
-    return params
-
-
-def with_changes(params: Params, changes: dict[str, Any], origin: str = "changes") -> Params:
-    """`params` with some keys set (nested like params.yaml), checked like a params file."""
-    raw = as_dict(params)
-
-    def merge(node: dict, update: dict) -> None:
-        for key, value in update.items():
-            if isinstance(value, dict) and isinstance(node.get(key), dict):
-                merge(node[key], value)
-            else:
-                node[key] = value
-
-    merge(raw, changes)
-    return params_from_dict(raw, origin)
+def with_changes(
+    params: Params, changes: Any, origin: Path | str = "changes", lines: dict[str, int] | None = None
+) -> Params:
+    """`params` with some keys set (nested like params.yaml), checked like a params file: the one
+    place nested changes meet params (tests, and an older experiment's file over today's defaults)."""
+    if not isinstance(changes, dict):
+        raise ParamsError(origin, "", "expected a mapping of sections at the top level")
+    return params_from_dict(merged(as_dict(params), changes), origin, lines)

@@ -9,25 +9,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from tallrec import paths
-from tallrec.config import Params, Yaml12Loader, as_dict, params_from_dict, rec_grid
-from tallrec.io import atomic_dir, write_json
+from tallrec.config import Params, parse_yaml, rec_grid, with_changes
+from tallrec.io import atomic_dir, read_json, write_json
+
+# experiment.json as import_one writes it; the report reads llm_configs, baselines and baseline_grid.
+# A key of an older import may be absent ("?"), but every key present must have its type.
+EXPERIMENT_SHAPE = {
+    "name?": str,
+    "rev?": str,
+    "baseline?": str,
+    "model?": str,
+    "test_size?": (int, None),
+    "llm_configs": [str],
+    "baselines?": [str],
+    "baseline_grid?": {"domains?": [str], "ks?": [int], "seeds?": [int]},
+}
 
 
-def _merged(defaults: dict, given: dict) -> dict:
-    return {
-        k: _merged(v, given[k]) if isinstance(v, dict) and isinstance(given.get(k), dict) else given.get(k, v)
-        for k, v in defaults.items()
-    } | {k: v for k, v in given.items() if k not in defaults}
+def read_experiment(path: Path) -> dict:
+    """An imported experiment.json, checked against EXPERIMENT_SHAPE (it may be crafted): one line naming
+    the file and the key otherwise."""
+    return read_json(path, EXPERIMENT_SHAPE)
 
 
 def _params_at(rev: str) -> Params:
     """The experiment's params.yaml; keys added to the project after it ran take their defaults."""
     import dvc.api
-    import yaml
 
-    text = dvc.api.read(str(paths.PARAMS), rev=rev)
-    raw = yaml.load(text, Loader=Yaml12Loader)
-    return params_from_dict(_merged(as_dict(Params()), raw), f"{paths.PARAMS}@{rev[:7]}")
+    origin = f"{paths.PARAMS}@{rev[:7]}"
+    raw, lines = parse_yaml(dvc.api.read(str(paths.PARAMS), rev=rev), origin)
+    return with_changes(Params(), raw, origin, lines)
 
 
 def _copy(path: Path, rev: str, dest: Path) -> None:

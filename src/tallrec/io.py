@@ -162,14 +162,77 @@ def read_text(path: Path | str, encoding: str = "utf-8") -> str:
         raise DataError(path, f"not valid {encoding} (byte 0x{data[e.start]:02x})", line) from None
 
 
-def read_json(path: Path | str) -> Any:
-    """A UTF-8 JSON file; a syntax error names the line."""
+def read_json(path: Path | str, shape: Any = None) -> Any:
+    """A UTF-8 JSON file; a syntax error names the line, and a value not of `shape` (see `check_shape`)
+    names the key. Every JSON a user or an import hands the project is read through here with a shape."""
     try:
-        return json.loads(read_text(path))
+        value = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(path, f"invalid JSON ({e.msg})", e.lineno) from None
     except RecursionError:
         raise DataError(path, "invalid JSON (nested too deeply)") from None
+    if shape is not None:
+        check_shape(value, shape, path)
+    return value
+
+
+_JSON_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a text",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+}
+
+
+def _shape_name(shape: Any) -> str:
+    if isinstance(shape, tuple):
+        return " or ".join("null" if s is None else _shape_name(s) for s in shape)
+    if isinstance(shape, list):
+        return "a list"  # a wrong item is named by its own index
+    if isinstance(shape, dict):
+        required = [k for k in shape if not k.endswith("?")]
+        return f"an object with {', '.join(required)}" if required else "an object"
+    return _JSON_NAMES[shape]
+
+
+def _fits(value: Any, shape: Any) -> bool:
+    """Whether `value` has `shape`'s outer type (bool is no number here, an integer is a float)."""
+    if isinstance(shape, tuple):
+        return any(value is None if s is None else _fits(value, s) for s in shape)
+    if isinstance(shape, (list, dict)):
+        return isinstance(value, type(shape))
+    if shape is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, shape) and (shape is bool or not isinstance(value, bool))
+
+
+def check_shape(value: Any, shape: Any, path: Path | str, key: str = "") -> None:
+    """`value` (as JSON gave it) against `shape`: a type (dict, list, str, int, float, bool), a tuple
+    of them (None for null), [shape] (a list of those) or {key: shape} (an object with those keys, a key
+    ending in "?" may be absent, other keys are allowed). The first mismatch is one DataError naming the
+    file and the key path."""
+    where = f"{key}: " if key else ""
+    if not _fits(value, shape):
+        raise DataError(path, f"{where}expected {_shape_name(shape)}, got {_short(value)}")
+    if isinstance(shape, list) and shape:
+        for i, item in enumerate(value):
+            check_shape(item, shape[0], path, f"{key}[{i}]")
+    elif isinstance(shape, dict):
+        for name, inner in shape.items():
+            optional, name = name.endswith("?"), name.removesuffix("?")
+            sub = f"{key}.{name}" if key else name
+            if name not in value:
+                if optional:
+                    continue
+                raise DataError(path, f"missing key {sub!r}")
+            check_shape(value[name], inner, path, sub)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def sha256_of(*files: Path | str) -> str:

@@ -32,7 +32,7 @@ def base_of_adapter(adapter: Path) -> Path | str:
     from tallrec.model import CATALOG, base_dir
 
     cfg_path = adapter / "adapter_config.json"
-    base = read_json(cfg_path).get("base_model_name_or_path")
+    base = read_json(cfg_path, {"base_model_name_or_path?": (str, None)}).get("base_model_name_or_path")
     if not base:
         raise DataError(cfg_path, "no base_model_name_or_path; name the backbone with --base")
     # a relative path is the project's (models/base/<name>): tried from here, then from each folder above

@@ -13,6 +13,7 @@ import polars as pl
 
 from tallrec import paths
 from tallrec.config import Params, rec_grid
+from tallrec.experiments import read_experiment
 from tallrec.io import DataError, read_json
 from tallrec.names import BASELINES, DOMAINS, ICL, VARIANTS
 from tallrec.references import REFERENCES
@@ -164,7 +165,7 @@ def imported_runs(folder: Path = paths.IMPORTED) -> list[Run]:
         where = exp / "experiment.json"
         if exp.resolve().parent != root:  # a link out of the project
             raise DataError(exp, "an imported experiment must be a folder inside reports/imported/, not a link")
-        meta = read_json(where)
+        meta = read_experiment(where)
         if not isinstance(meta, dict) or "llm_configs" not in meta:
             raise DataError(where, "expected an object with llm_configs (written by `tallrec import-experiments`)")
         runs += llm_runs(exp, _plain_names(meta, "llm_configs", where), exp.name)
