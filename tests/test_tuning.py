@@ -405,7 +405,7 @@ def test_a_sigkilled_run_leaves_no_mixed_output_and_the_next_run_ends_as_an_unin
     reference = tmp_path / "reference"
     _run_killable(tiny_backbone, reference)
     want = {p.name: p.read_bytes() for p in (reference / "run").iterdir()}
-    assert sorted(want) == ["adapter_config.json", "adapter_model.safetensors", "train_state.json"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "train_state.json"} <= set(want)
 
     killed = tmp_path / "killed"
     _run_killable(tiny_backbone, killed, pause_at)
