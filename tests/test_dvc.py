@@ -74,8 +74,8 @@ def test_nothing_is_persisted_and_every_configuration_is_a_stage(stages):
 
 
 def test_the_closure_follows_function_level_imports():
-    assert "tallrec.tuning" in closure("tallrec.stages.rec_tune")
-    assert "tallrec.scoring" in closure("tallrec.tuning")  # imported inside train() for validation
+    assert "tallrec.train.loop" in closure("tallrec.stages.rec_tune")
+    assert "tallrec.scoring" in closure("tallrec.train.loop")  # imported inside train() for validation
     assert "tallrec.serving" not in closure("tallrec.stages.evaluate")
 
 

@@ -154,7 +154,8 @@ def test_real_smollm2_scores_real_movie_samples(smollm2_base, real_movie_test, m
 def test_bitsandbytes_base_takes_a_lora_and_scores(tiny_backbone, tmp_path, quantize, monkeypatch):
     """The paper's 8-bit path (and NF4): meant for a GPU, but it must also work on a CPU."""
     from tallrec.model import add_lora
-    from tallrec.tuning import encode_all, train
+    from tallrec.train.batches import encode_all
+    from tallrec.train.loop import train
 
     from test_tuning import rec_prompts, tcfg, toy_frame
 
@@ -163,7 +164,7 @@ def test_bitsandbytes_base_takes_a_lora_and_scores(tiny_backbone, tmp_path, quan
     assert "bitsandbytes" in type(model.model.layers[0].self_attn.q_proj).__module__
     model = add_lora(model, LoraParams())
     df = toy_frame(8, 0)
-    cfg = tcfg(batch_size=4, micro_batch=4, epochs=1)
+    cfg = tcfg(batch_size=4, micro_batch=4, max_epochs=1)
     state = train(
         model,
         tok,
@@ -211,7 +212,7 @@ def test_a_saved_adapter_is_byte_identical_whatever_the_hash_seed(tiny_backbone,
         "import sys; from pathlib import Path\n"
         "from tallrec.config import LoraParams\n"
         "from tallrec.model import add_lora\n"
-        "from tallrec.tuning import save_adapter\n"
+        "from tallrec.train.loop import save_adapter\n"
         "from transformers import AutoModelForCausalLM\n"
         "model = add_lora(AutoModelForCausalLM.from_pretrained(sys.argv[1]),"
         " LoraParams(target_modules=('q_proj', 'v_proj', 'k_proj', 'o_proj')))\n"

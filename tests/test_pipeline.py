@@ -94,7 +94,14 @@ def tiny_project(tiny_backbone, tmp_path, monkeypatch):
                 "threads": 1,
             },
             "lora": {"r": 4, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-            "alpaca_tune": {"max_samples": 4, "epochs": 1, "lr": 1e-2, "batch_size": 4, "micro_batch": 2, "seed": 0},
+            "alpaca_tune": {
+                "max_samples": 4,
+                "max_epochs": 1,
+                "lr": 1e-2,
+                "batch_size": 4,
+                "micro_batch": 2,
+                "seed": 0,
+            },
             "rec_tune": {
                 "variants": ["tallrec", "at"],
                 "train_domains": ["movie", "book"],
@@ -200,15 +207,15 @@ PAUSE_AFTER_CHECKPOINT = """
 import os, time
 from tallrec import numerics
 numerics.pin()  # before torch loads, as the stage itself would
-import tallrec.tuning as tuning
-_save, _count = tuning.save_checkpoint, [0]
+import tallrec.train.loop as loop
+_save, _count = loop.save_checkpoint, [0]
 def save_checkpoint(folder, model, optimizer, state, epoch_gen_state):
     _save(folder, model, optimizer, state, epoch_gen_state)
     _count[0] += 1
     if _count[0] == int(os.environ["PAUSE_AFTER_CHECKPOINTS"]):
         open(os.environ["PAUSE_MARKER"], "w").write(str(state.global_step))
         time.sleep(600)
-tuning.save_checkpoint = save_checkpoint
+loop.save_checkpoint = save_checkpoint
 """
 
 

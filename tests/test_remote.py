@@ -233,7 +233,7 @@ import yaml
 from tallrec.config import LoraParams, ModelParams
 from tallrec.model import add_lora, load_base, load_scoring_model
 from tallrec.scoring import score_prompts
-from tallrec.tuning import save_adapter
+from tallrec.train.loop import save_adapter
 
 CPU = ModelParams(dtype="fp32", device="cpu")
 torch.set_num_threads(1)

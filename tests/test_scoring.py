@@ -181,7 +181,8 @@ def test_training_labels_and_scoring_read_the_same_answer_token():
     from dataclasses import replace
 
     from tallrec.config import Params
-    from tallrec.tuning import TrainConfig, encode
+    from tallrec.train.batches import encode
+    from tallrec.train.loop import TrainConfig
 
     tok = sentencepiece_style_tokenizer()
     alone = tok("Yes.", add_special_tokens=False)["input_ids"][0]

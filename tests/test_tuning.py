@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from tallrec.config import LoraParams, ModelParams, Params, RecRun, RecTuneParam
 from tallrec.model import add_lora, load_adapter, load_base
 from tallrec.prompts import alpaca_prompt, answer_token_ids
 from tallrec.scoring import score_prompts as engine_scores
-from tallrec.tuning import IGNORE, TrainConfig, collate, encode, encode_all, loss_of, train
+from tallrec.train import loop
+from tallrec.train.batches import IGNORE, collate, encode, encode_all
+from tallrec.train.loop import TrainConfig, TrainHooks, loss_of, train
 
 
 @pytest.fixture(autouse=True)
@@ -105,13 +108,21 @@ def test_loss_matches_full_logits_loss(tiny_backbone):
     assert total.item() == pytest.approx(ref_sum, rel=1e-4)
 
 
-def _toy_run(tiny_backbone, tmp_path, epochs=2, stop=None, out_name="run", lr=1e-2, alpha=16, stop_step=None):
+def _toy_run(
+    tiny_backbone, tmp_path, epochs=2, stop=None, out_name="run", lr=1e-2, alpha=16, stop_step=None, fingerprint="toy"
+):
     torch.manual_seed(0)
     model, tok = load_base(tiny_backbone, FP32)
     model = add_lora(model, LoraParams(r=8, alpha=alpha, dropout=0.05))
     train_df, valid_df = toy_frame(24, 1), toy_frame(16, 2)
     cfg = tcfg(
-        lr=lr, batch_size=8, micro_batch=4, epochs=epochs, patience=10, seed=0, checkpoint_steps=1 if stop_step else 0
+        lr=lr,
+        batch_size=8,
+        micro_batch=4,
+        max_epochs=epochs,
+        patience=10,
+        seed=0,
+        checkpoint_steps=1 if stop_step else 0,
     )
     ex = encode_all(tok, rec_prompts(train_df), train_df["output"].to_list(), cfg)
     valid = (rec_prompts(valid_df), valid_df["label"].to_list())
@@ -121,11 +132,10 @@ def _toy_run(tiny_backbone, tmp_path, epochs=2, stop=None, out_name="run", lr=1e
         ex,
         cfg,
         tmp_path / out_name,
-        fingerprint="toy",
+        fingerprint=fingerprint,
         checkpoint=tmp_path / f"{out_name}.ckpt",
         valid=valid,
-        stop_after_epochs=stop,
-        stop_after_steps=stop_step,
+        hooks=TrainHooks(stop_after_epochs=stop, stop_after_steps=stop_step),
     )
     return model, tok, state, valid
 
@@ -187,17 +197,15 @@ def test_rec_grid_names_carry_every_coordinate():
 
 
 def test_a_non_finite_step_is_skipped_not_applied(tiny_backbone, tmp_path, monkeypatch):
-    from tallrec import tuning
-
     calls = {"n": 0}
-    real_loss_of = tuning.loss_of
+    real_loss_of = loop.loss_of
 
     def nan_once(*args, **kwargs):  # the first micro-batch's loss (and so its gradient) is NaN
         loss, n = real_loss_of(*args, **kwargs)
         calls["n"] += 1
         return (loss * float("nan") if calls["n"] == 1 else loss), n
 
-    monkeypatch.setattr(tuning, "loss_of", nan_once)
+    monkeypatch.setattr(loop, "loss_of", nan_once)
     model, _, state, _ = _toy_run(tiny_backbone, tmp_path, epochs=1)
     assert state.skipped_steps == 1 and state.global_step == 3
     lora = [p for n, p in model.named_parameters() if "lora_" in n]
@@ -206,7 +214,7 @@ def test_a_non_finite_step_is_skipped_not_applied(tiny_backbone, tmp_path, monke
 
 
 def test_tsv_curves_write_what_dvclive_writes_and_append_on_resume(tmp_path):
-    from tallrec.tuning import TsvCurves
+    from tallrec.train.curves import TsvCurves
 
     live = TsvCurves(tmp_path / "run")
     for loss, auc in [(0.5, 0.6), (0.25, 0.7)]:
@@ -221,7 +229,7 @@ def test_tsv_curves_write_what_dvclive_writes_and_append_on_resume(tmp_path):
     # dvclive's own files for the same calls (a real Live, resumed the way TrimmingLive resumes it)
     from dvclive import Live
 
-    from tallrec.tuning import TrimmingLive
+    from tallrec.train.curves import TrimmingLive
 
     real = TrimmingLive(
         Live(str(tmp_path / "dvclive"), report=None, save_dvc_exp=False, dvcyaml=None), tmp_path / "dvclive"
@@ -259,7 +267,7 @@ def test_a_step_does_not_depend_on_how_the_batch_is_cut(tiny_backbone, tmp_path)
         torch.manual_seed(0)
         model, tok = load_base(tiny_backbone, FP32)
         model = add_lora(model, LoraParams(r=8, alpha=16, dropout=0.0))  # no dropout draws to differ
-        cfg = tcfg(lr=1e-2, batch_size=8, micro_batch=micro, epochs=1, seed=0, patience=None)
+        cfg = tcfg(lr=1e-2, batch_size=8, micro_batch=micro, max_epochs=1, seed=0, patience=None)
         ex = encode_all(tok, rec_prompts(df), df["output"].to_list(), cfg)
         assert len({len(ids) for ids, _ in ex}) > 1  # rows of different lengths, so padding is exercised
         train(
@@ -318,32 +326,113 @@ def test_no_pickle_load_anywhere_in_the_package():
             assert "weights_only=True" in call, f"{file}: {call}"
 
 
-def test_a_kill_while_finishing_is_finished_by_the_next_run(tiny_backbone, tmp_path, monkeypatch):
-    from safetensors.torch import load_file
+# The child of the SIGKILL tests: a 2-epoch toy run (a checkpoint after each epoch) that, when asked,
+# stops at a deterministic point and waits to be killed: after its first checkpoint is whole on disk, or
+# inside `finish`, with the new output folder written under its temporary name but not yet renamed.
+KILLABLE = """
+import os, sys, time
+from pathlib import Path
+from tallrec import numerics
+numerics.pin()
+import torch
+torch.set_num_threads(1)
+from tallrec.train import loop
+import test_tuning
 
-    from tallrec import tuning
+where, marker = os.environ.get("PAUSE_AT"), os.environ.get("PAUSE_MARKER")
 
-    _toy_run(tiny_backbone, tmp_path, epochs=1, out_name="whole")
-    real = tuning.write_json
+def pause():
+    Path(marker).write_text("paused")
+    time.sleep(600)
 
-    def killed(obj, path):  # dies where the old code had saved its "done" checkpoint but not the summary
-        folder = Path(path).parent.name  # the temporary folder that becomes out/ (not the checkpoint's)
-        if Path(path).name == "train_state.json" and folder.startswith(".cut.") and "ckpt" not in folder:
-            raise KeyboardInterrupt("killed")
-        real(obj, path)
+save, write_json = loop.save_checkpoint, loop.write_json
 
-    monkeypatch.setattr(tuning, "write_json", killed)
-    with pytest.raises(KeyboardInterrupt):
-        _toy_run(tiny_backbone, tmp_path, epochs=1, out_name="cut")
-    assert not (tmp_path / "cut" / "train_state.json").exists()
-    monkeypatch.setattr(tuning, "write_json", real)
-    _, _, state, _ = _toy_run(tiny_backbone, tmp_path, epochs=1, out_name="cut")
-    assert state.done and json.loads((tmp_path / "cut" / "train_state.json").read_text())["done"]
-    a, b = (
-        load_file(tmp_path / "whole" / "adapter_model.safetensors"),
-        load_file(tmp_path / "cut" / "adapter_model.safetensors"),
+def save_checkpoint(folder, *args):
+    save(folder, *args)
+    if where == "checkpoint":
+        pause()
+
+def finishing(obj, path):
+    write_json(obj, path)
+    if where == "finish" and Path(path).name == "train_state.json" and Path(path).parent.name.startswith(".run."):
+        pause()
+
+loop.save_checkpoint, loop.write_json = save_checkpoint, finishing
+test_tuning._toy_run(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def _run_killable(backbone: Path, folder: Path, pause_at: str | None = None):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = folder.parent / f"{folder.name}.py"
+    script.write_text(KILLABLE)
+    marker = folder.parent / f"{folder.name}.paused"
+    env = {**os.environ, "TALLREC_PROGRESS": "0", "PAUSE_MARKER": str(marker)}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *filter(None, [env.get("PYTHONPATH")])])
+    if pause_at:
+        env["PAUSE_AT"] = pause_at
+    folder.mkdir(exist_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(backbone), str(folder)],
+        cwd=folder,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    if pause_at is None:
+        assert child.wait(timeout=300) == 0, child.stderr.read()
+        return
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None and not marker.exists():
+        time.sleep(0.05)
+    assert marker.exists() and child.poll() is None, child.stderr.read() if child.poll() is not None else "no pause"
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    marker.unlink()
+
+
+@pytest.mark.parametrize("pause_at", ["checkpoint", "finish"])
+def test_a_sigkilled_run_leaves_no_mixed_output_and_the_next_run_ends_as_an_uninterrupted_one(
+    tiny_backbone, tmp_path, pause_at
+):
+    """A real SIGKILL (no `finally` runs, so atomic_dir's temporaries stay): after the first epoch's
+    checkpoint, or in `finish` between writing the new output folder and renaming it into place. The
+    output is absent (never half there), the checkpoint is whole, and a rerun resumes to the same bytes."""
+    reference = tmp_path / "reference"
+    _run_killable(tiny_backbone, reference)
+    want = {p.name: p.read_bytes() for p in (reference / "run").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "train_state.json"} <= set(want)
+
+    killed = tmp_path / "killed"
+    _run_killable(tiny_backbone, killed, pause_at)
+    out, ckpt = killed / "run", killed / "run.ckpt"
+    assert not out.exists()
+    state = json.loads((ckpt / "train_state.json").read_text())
+    assert (state["epoch"], state["done"]) == ((1, False) if pause_at == "checkpoint" else (2, False))
+    leftovers = sorted(p.name for p in killed.glob(".run.*.tmp"))
+    assert bool(leftovers) == (pause_at == "finish"), leftovers  # the unrenamed output folder
+
+    _run_killable(tiny_backbone, killed)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == want
+    assert not ckpt.exists() and not list(killed.glob(".run*.tmp")) and not list(killed.glob(".run.ckpt*"))
+    log = json.loads((killed / "logs" / "train" / "train.json").read_text())
+    assert log["resumed_at"] == [3 if pause_at == "checkpoint" else 6]
+
+
+def test_the_published_train_state_does_not_follow_the_code(tiny_backbone, tmp_path, monkeypatch):
+    """The fingerprint hashes the training code's files: in train_state.json any refactor changed the
+    adapter folder's DVC hash, weights unchanged. It belongs to the checkpoint and the run log only."""
+    monkeypatch.chdir(tmp_path)
+    published = {}
+    for code in ("code-a", "code-b"):  # what two versions of the code give as fingerprints
+        _toy_run(tiny_backbone, tmp_path, epochs=1, out_name=code, fingerprint=code)
+        published[code] = (tmp_path / code / "train_state.json").read_bytes()
+        assert json.loads(Path("logs/train/train.json").read_text())["fingerprint"] == code
+    assert published["code-a"] == published["code-b"]
 
 
 def test_train_on_inputs_trains_and_its_loss_matches_the_full_loss(tiny_backbone, tmp_path):
@@ -361,7 +450,7 @@ def test_train_on_inputs_trains_and_its_loss_matches_the_full_loss(tiny_backbone
         model,
         tok,
         ex,
-        tcfg(train_on_inputs=True, batch_size=4, micro_batch=2, epochs=1),
+        tcfg(train_on_inputs=True, batch_size=4, micro_batch=2, max_epochs=1),
         tmp_path / "out",
         fingerprint="inputs",
         checkpoint=tmp_path / "ckpt",
@@ -370,15 +459,13 @@ def test_train_on_inputs_trains_and_its_loss_matches_the_full_loss(tiny_backbone
 
 
 def test_a_nan_validation_auc_is_never_the_best(tiny_backbone, tmp_path, monkeypatch):
-    from tallrec import tuning
-
-    real, calls = tuning.auc_of, {"n": 0}
+    real, calls = loop.auc_of, {"n": 0}
 
     def nan_first(labels, scores):
         calls["n"] += 1
         return float("nan") if calls["n"] == 1 else real(labels, scores)
 
-    monkeypatch.setattr(tuning, "auc_of", nan_first)
+    monkeypatch.setattr(loop, "auc_of", nan_first)
     _, _, state, _ = _toy_run(tiny_backbone, tmp_path, epochs=2)
     assert np.isnan(state.history[0]["valid_auc"]) and state.best_epoch == 2
     assert state.best_auc == state.history[1]["valid_auc"]
@@ -386,7 +473,7 @@ def test_a_nan_validation_auc_is_never_the_best(tiny_backbone, tmp_path, monkeyp
 
 def test_resumed_curves_continue_the_step_count(tiny_backbone, tmp_path, monkeypatch):
     """Real dvclive, killed (simulated) after epoch 1 and resumed: one row per epoch, steps 0, 1, 2."""
-    from tallrec.tuning import curves
+    from tallrec.train.curves import curves
 
     monkeypatch.chdir(tmp_path)
 
@@ -395,7 +482,7 @@ def test_resumed_curves_continue_the_step_count(tiny_backbone, tmp_path, monkeyp
         model, tok = load_base(tiny_backbone, FP32)
         model = add_lora(model, LoraParams(r=4, alpha=8, dropout=0.0))
         train_df, valid_df = toy_frame(8, 1), toy_frame(8, 2)
-        cfg = tcfg(batch_size=8, micro_batch=4, epochs=3, patience=10)
+        cfg = tcfg(batch_size=8, micro_batch=4, max_epochs=3, patience=10)
         live = curves(tmp_path / "ckpt.curves", resume=(tmp_path / "ckpt" / "train_state.json").exists())
         try:
             return train(
@@ -409,7 +496,7 @@ def test_resumed_curves_continue_the_step_count(tiny_backbone, tmp_path, monkeyp
                 valid=(rec_prompts(valid_df), valid_df["label"].to_list()),
                 live=live,
                 publish=[(tmp_path / "ckpt.curves", Path("metrics/curves/llm/toy"))],
-                stop_after_epochs=stop,
+                hooks=TrainHooks(stop_after_epochs=stop),
             )
         finally:
             live.end()
@@ -468,7 +555,8 @@ def test_the_accumulated_gradient_is_the_token_mean_whatever_the_cut(tiny_backbo
     here row by row without padding."""
     import torch.nn.functional as F
 
-    from tallrec.tuning import TrainState, train_step
+    from tallrec.train.checkpoint import TrainState
+    from tallrec.train.loop import train_step
 
     df = toy_frame(8, 5)
     answers = ["Yes.", "No.", "Yes. Alpha Beta.", "No. Gamma.", "Yes.", "No. Delta Epsilon Alpha.", "Yes. Beta.", "No."]

@@ -72,7 +72,14 @@ def build(folder: Path, threads: int, workers: int) -> None:
                 "threads": threads,
             },
             "lora": {"r": 4, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
-            "alpaca_tune": {"max_samples": 4, "epochs": 1, "lr": 1e-2, "batch_size": 4, "micro_batch": 2, "seed": 0},
+            "alpaca_tune": {
+                "max_samples": 4,
+                "max_epochs": 1,
+                "lr": 1e-2,
+                "batch_size": 4,
+                "micro_batch": 2,
+                "seed": 0,
+            },
             "rec_tune": {
                 "variants": ["tallrec"],
                 "train_domains": ["movie"],

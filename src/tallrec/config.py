@@ -254,40 +254,48 @@ class LoraParams:
     target_modules: tuple[str, ...] = _p(("q_proj", "v_proj"), _non_empty)
 
 
+def _no_validation(v) -> str | None:
+    return None if v is None else "must be null: this section has no validation split"
+
+
 @dataclass(frozen=True)
-class AlpacaTuneParams:
-    max_samples: int | None = _p(128, _optional_positive)  # a seeded subset (null = all 52,002)
-    epochs: int = _p(1, _at_least(1))
-    lr: float = _p(3e-4, _positive)
-    batch_size: int = _p(16, _at_least(1))  # effective batch, accumulated over micro-batches
-    micro_batch: int = _p(2, _at_least(1))
-    max_length: int = _p(256, _at_least(8))
-    train_on_inputs: bool = False
-    warmup_steps: int = _p(0, _at_least(0))
+class TrainingParams:
+    """The settings of the LoRA training loop (tallrec.train), shared by alpaca_tune and rec_tune."""
+
+    lr: float = _p(3e-4, _positive)  # AdamW learning rate, constant after the warm-up
+    batch_size: int = _p(16, _at_least(1))  # effective batch: one optimizer step per batch_size examples
+    micro_batch: int = _p(2, _at_least(1))  # rows per forward pass; their gradients add up to the batch's
+    max_epochs: int = _p(1, _at_least(1))  # at most; early stopping (patience) may end sooner
+    train_on_inputs: bool = False  # the loss covers the prompt tokens too (the original), not only the answer
+    warmup_steps: int = _p(0, _at_least(0))  # linear warm-up steps (0 = none)
     weight_decay: float = _p(0.0, _at_least(0))
-    max_grad_norm: float | None = _p(1.0, _optional_positive)
-    checkpoint_steps: int = _p(0, _at_least(0))
+    max_grad_norm: float | None = _p(1.0, _optional_positive)  # gradient clipping (null = none)
+    checkpoint_steps: int = _p(0, _at_least(0))  # extra mid-epoch checkpoints every N steps (0 = per epoch)
+    # validation after each epoch: only a section with a validation split sets these (rec_tune);
+    # alpaca_tune has none, so there they stay null rather than a setting that would do nothing
+    patience: int | None = _p(None, _no_validation)  # epochs without a better validation AUC before stopping
+    eval_batch_size: int | None = _p(None, _no_validation)  # prompts per forward pass while validating
+
+
+@dataclass(frozen=True)
+class AlpacaTuneParams(TrainingParams):
+    max_samples: int | None = _p(128, _optional_positive)  # a seeded subset (null = all 52,002)
+    max_length: int = _p(256, _at_least(8))
     seed: int = 0
 
 
 @dataclass(frozen=True)
-class RecTuneParams:
+class RecTuneParams(TrainingParams):
     variants: tuple[Variant, ...] = _p(("tallrec",), _non_empty)
     train_domains: tuple[ShotDomain, ...] = _p(("movie",), _non_empty)
     ks: tuple[int, ...] = _ks(64)
     seeds: tuple[int, ...] = _seeds(0)
     lr: float = _p(1e-3, _positive)
     batch_size: int = _p(8, _at_least(1))
-    micro_batch: int = _p(2, _at_least(1))
     max_epochs: int = _p(3, _at_least(1))
     patience: int = _p(2, _at_least(1))
     valid_size: int | None = _p(64, _optional_positive)
     eval_batch_size: int = _p(8, _at_least(1))
-    train_on_inputs: bool = False
-    warmup_steps: int = _p(0, _at_least(0))
-    weight_decay: float = _p(0.0, _at_least(0))
-    max_grad_norm: float | None = _p(1.0, _optional_positive)
-    checkpoint_steps: int = _p(0, _at_least(0))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from tallrec.batching import left_pad, pad_id_of, positions
 from tallrec.config import PromptParams
 from tallrec.prompts import answer_token_ids
 
@@ -89,8 +90,7 @@ class Scorer:
         self.model, self.tokenizer = model, tokenizer
         self.config = config
         self.yes_id, self.no_id = answer_token_ids(tokenizer, self.config.prompt.yes, self.config.prompt.no)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.pad_id = int(pad if pad is not None else 0)
+        self.pad_id = pad_id_of(tokenizer)
         self.device = model_device(model)
         # run the decoder ourselves and project only the answer position onto the two answer rows
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -141,19 +141,12 @@ class Scorer:
         return self._prefix[1]
 
     def _forward_plain(self, rows: list[list[int]]) -> torch.Tensor:
-        """Whole prompts, left padded, so every row's answer position is the last one."""
-        width = max(len(r) for r in rows)
-        x = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, r in enumerate(rows):
-            x[b, width - len(r) :] = torch.tensor(r)
-            mask[b, width - len(r) :] = 1
-        # positions count real tokens only, so a padded row reads exactly like the same prompt alone
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        """Whole prompts, left padded (tallrec.batching), so every row's answer position is the last one."""
+        x, mask = left_pad(rows, self.pad_id)
         out = self.decoder(
             input_ids=x.to(self.device),
             attention_mask=mask.to(self.device),
-            position_ids=pos.to(self.device),
+            position_ids=positions(mask).to(self.device),
             use_cache=False,
         )
         return self._answer_logits(out.last_hidden_state[:, -1])

@@ -6,12 +6,15 @@ from dataclasses import asdict
 
 from tallrec import paths
 from tallrec.config import Params, as_dict
+from tallrec.io import DataError
 
 
 def main(params: Params) -> str:
     from tallrec.model import add_lora, base_dir, load_base
     from tallrec.runtime import configure_threads
-    from tallrec.tuning import TrainConfig, alpaca_examples, base_digest, code_digest, encode_all, fingerprint_of, train
+    from tallrec.train.batches import encode_all
+    from tallrec.train.checkpoint import base_digest, code_digest, fingerprint_of
+    from tallrec.train.loop import TrainConfig, train
 
     configure_threads(params.model.threads)
     section = params.alpaca_tune
@@ -42,6 +45,24 @@ def main(params: Params) -> str:
         desc="alpaca_tune",
     )
     return f"alpaca_tune: {state.epoch} epochs, {state.global_step} steps, last loss {state.history[-1]['loss']:.4f}"
+
+
+def alpaca_examples(max_samples: int | None, seed: int) -> tuple[list[str], list[str]]:
+    """(prompts, answers) of a seeded subset of the Alpaca samples, not the first rows."""
+    import numpy as np
+    import polars as pl
+
+    from tallrec.prompts import alpaca_prompt
+
+    path = paths.split_path("alpaca", "train")
+    if not path.exists():
+        raise DataError(path, "alpaca samples not found (run `tallrec prepare alpaca`)")
+    df = pl.read_parquet(path)
+    order = np.random.default_rng(seed).permutation(df.height)
+    if max_samples:
+        order = order[:max_samples]
+    df = df[order.tolist()]
+    return [alpaca_prompt(i, x) for i, x in zip(df["instruction"], df["input"])], df["output"].to_list()
 
 
 if __name__ == "__main__":

@@ -44,20 +44,14 @@ def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
     return f"{run.name}: best valid AUC {best}, {state.epoch} epochs"
 
 
-def tune(run, params: Params, start=None, *, stop_after_epochs: int | None = None):
+def tune(run, params: Params, start=None, *, hooks=None):
+    """Train one configuration; `hooks` (a tallrec.train.loop.TrainHooks) are the tests' interruptions."""
     from tallrec.model import add_lora, base_dir, context_length, load_base
     from tallrec.prompts import prompt_budget, rec_prompts
-    from tallrec.tuning import (
-        STATE,
-        TrainConfig,
-        base_digest,
-        code_digest,
-        curves,
-        encode_all,
-        fingerprint_of,
-        train,
-        valid_frame,
-    )
+    from tallrec.train.batches import encode_all
+    from tallrec.train.checkpoint import STATE, base_digest, code_digest, fingerprint_of
+    from tallrec.train.curves import curves
+    from tallrec.train.loop import TrainConfig, TrainHooks, train
 
     section = params.rec_tune
     cfg = TrainConfig.of(section, params.model.max_length, run.seed)
@@ -102,12 +96,27 @@ def tune(run, params: Params, start=None, *, stop_after_epochs: int | None = Non
             prompt=params.prompt,
             live=live,
             publish=[(scratch_curves, paths.LLM_CURVES / run.name)],
-            stop_after_epochs=stop_after_epochs,
+            hooks=hooks or TrainHooks(),
             desc=run.name,
             shortened_prompts=shortened,
         )
     finally:
         live.end()
+
+
+def valid_frame(train_domain: str, size: int | None, seed: int) -> pl.DataFrame:
+    """A seeded subset of the validation split (for "both": half from each domain)."""
+    import numpy as np
+
+    domains = ["movie", "book"] if train_domain == "both" else [train_domain]
+    frames = []
+    for d in domains:
+        df = pl.read_parquet(paths.split_path(d, "valid"))
+        order = np.random.default_rng(seed).permutation(df.height)
+        if size:
+            order = order[: max(1, size // len(domains))]
+        frames.append(df[order.tolist()])
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 if __name__ == "__main__":
