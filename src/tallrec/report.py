@@ -23,6 +23,7 @@ from tallrec import paths
 from tallrec.config import Params, rec_grid
 from tallrec.io import DataError, read_json
 from tallrec.metrics import UserBootstrap, auc, uauc
+from tallrec.names import DOMAINS
 from tallrec.references import REFERENCES
 
 ROW_NAMES = {
@@ -138,7 +139,7 @@ def llm_runs(root: Path, configs: Iterable[str], source: str) -> list[Run]:
             or not isinstance(summary["auc"], dict)
         ):
             raise DataError(summary_path, f"not an evaluate summary (needs {', '.join(needed)})")
-        if summary["variant"] not in ROW_NAMES or not set(summary["auc"]) <= set(paths.DOMAINS):
+        if summary["variant"] not in ROW_NAMES or not set(summary["auc"]) <= set(DOMAINS):
             raise DataError(
                 summary_path, f"unknown variant {summary['variant']!r} or test domain in {sorted(summary['auc'])}"
             )

@@ -4,4 +4,12 @@ The network is GRU4Rec's; what changes is the loss (tallrec.baselines.base.dros_
 distributionally robust term over all items, weighted by their popularity in the training rows.
 """
 
-from tallrec.baselines.base import GRUModel as Model  # noqa: F401
+from __future__ import annotations
+
+from tallrec.baselines import gru4rec
+from tallrec.baselines.base import dros_loss
+
+
+class Model(gru4rec.Model):
+    def loss(self, batch):
+        return dros_loss(self, batch, self.cfg, self.popularity)

@@ -11,26 +11,22 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from tallrec.baselines.base import Head, history_embedding
+from tallrec.baselines.base import Baseline, Head
 from tallrec.config import BaselineParams
 
 
-class Model(nn.Module):
+class Model(Baseline):
     def __init__(self, cfg: BaselineParams, n_items: int, text: torch.Tensor):
-        super().__init__()
-        self.cfg = cfg
-        self.n_items = n_items
+        super().__init__(cfg, n_items)
         self.register_buffer("text", text, persistent=False)  # [n_texts, text_dim], frozen
         item_dim = cfg.dim + text.shape[1]
-        self.item_emb = nn.Embedding(n_items, cfg.dim)
-        self.label_emb = nn.Embedding(2, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(item_dim, cfg.bert_hidden, cfg.bert_layers, batch_first=True)
         self.head = Head(cfg.bert_hidden, item_dim, cfg.dim)
         self.candidate_text = None  # text rows of the vocabulary's items, set by the runner for DROS
 
     def encode(self, batch):
-        x = torch.cat([history_embedding(self, batch), self.text[batch["hist_text"]]], -1)
+        x = torch.cat([self.history(batch), self.text[batch["hist_text"]]], -1)
         _, h = self.gru(self.drop(x))
         return h[-1].float()
 
@@ -38,6 +34,3 @@ class Model(nn.Module):
         if key == "target":
             return torch.cat([self.item_emb(batch["target"]), self.text[batch["target_text"]]], -1)
         return torch.cat([self.item_emb.weight, self.text[self.candidate_text]], -1)
-
-    def forward(self, batch):
-        return self.head(self.encode(batch), self.items(batch, "target"))
