@@ -249,3 +249,47 @@ def fit_and_select(
     model = make_model()
     model.load_state_dict(best.state)
     return model, best, {str(f.weight_decay): round(f.valid_auc, 6) for f in fits}
+
+
+class GRUModel(IdModel):
+    """GRU4Rec's network (Hidasi et al., ICLR 2016): a GRU reads the history; its last state is the
+    user. DROS trains the same network with its own loss."""
+
+    def __init__(self, cfg: BaselineParams, n_items: int, history_len: int):
+        super().__init__(cfg, n_items, user_dim=cfg.hidden, history_len=history_len)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(cfg.dim, cfg.hidden, cfg.layers, batch_first=True)
+
+    def encode(self, batch):
+        _, h = self.gru(self.drop(self.history(batch)))
+        return h[-1]
+
+
+class GRUBertModel(Baseline):
+    """GRU-BERT's network: GRU4Rec whose items are [id embedding ; frozen text vector]; DROS-BERT shares it."""
+
+    def __init__(self, cfg: BaselineParams, n_items: int, text: torch.Tensor):
+        super().__init__(cfg, n_items)
+        self.register_buffer("text", text, persistent=False)  # [n_texts, text_dim], frozen
+        item_dim = cfg.dim + text.shape[1]
+        self.drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(item_dim, cfg.bert_hidden, cfg.bert_layers, batch_first=True)
+        self.head = Head(cfg.bert_hidden, item_dim, cfg.dim)
+        self.candidate_text = None  # text rows of the vocabulary's items, set by the runner for DROS
+
+    def encode(self, batch):
+        x = torch.cat([self.history(batch), self.text[batch["hist_text"]]], -1)
+        _, h = self.gru(self.drop(x))
+        return h[-1].float()
+
+    def items(self, batch, key: str):
+        if key == "target":
+            return torch.cat([self.item_emb(batch["target"]), self.text[batch["target_text"]]], -1)
+        return torch.cat([self.item_emb.weight, self.text[self.candidate_text]], -1)
+
+
+class DrosLoss:
+    """Mixed in ahead of a network: DROS's loss in place of the plain MSE."""
+
+    def loss(self, batch) -> torch.Tensor:
+        return dros_loss(self, batch, self.cfg, self.popularity)
