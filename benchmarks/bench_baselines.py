@@ -55,10 +55,10 @@ def main() -> None:
     if args.threads:
         overrides.append(f"baselines.threads={args.threads}")
     if args.models:  # text_embed embeds only for the text-aware ones
-        from tallrec.baselines import TEXT_MODELS
+        from tallrec.names import TEXT_BASELINES
 
-        overrides.append(f"baselines.models={json.dumps([m for m in args.models if m not in TEXT_MODELS])}")
-        overrides.append(f"baselines.text_models={json.dumps([m for m in args.models if m in TEXT_MODELS])}")
+        overrides.append(f"baselines.models={json.dumps([m for m in args.models if m not in TEXT_BASELINES])}")
+        overrides.append(f"baselines.text_models={json.dumps([m for m in args.models if m in TEXT_BASELINES])}")
     params = load_params(overrides=overrides)
     section, models = params.baselines, params.baselines.models + params.baselines.text_models
     from tallrec.baselines.run import run_model

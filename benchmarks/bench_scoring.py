@@ -120,6 +120,7 @@ def precision_main(args) -> None:
     from tallrec.metrics import auc
     from tallrec.model import load_tokenizer
     from tallrec.prompts import prompt_budget, rec_prompts
+    from tallrec.numerics import REPORTED_FLAGS
     from tallrec.runtime import cpu_flags, native_bf16, usable_cores
 
     params = load_params()
@@ -135,9 +136,7 @@ def precision_main(args) -> None:
     calibration = rec_prompts(vdf, params.prompt, tok, budget)[0]
     labels = df["label"].cast(pl.Int64).to_numpy()
     threads = args.threads or usable_cores()
-    flags = sorted(
-        f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in cpu_flags()
-    )
+    flags = [f for f in REPORTED_FLAGS if f in cpu_flags()]
     console = Console(width=160)
     console.print(
         f"{args.base} + {args.adapter or 'no adapter'}, {args.domain} test, {len(prompts)} prompts, {threads} threads, "

@@ -22,9 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from tallrec.numerics import cpu_flags  # noqa: E402
-
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+from tallrec.numerics import REPORTED_FLAGS, cpu_flags  # noqa: E402
 
 
 def newest(path: Path) -> float:
@@ -54,7 +52,7 @@ def main() -> None:
     import torch
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    flags = " ".join(f for f in FLAGS if f in cpu_flags())
+    flags = " ".join(f for f in REPORTED_FLAGS if f in cpu_flags())
     lines = [
         "# `make repro` from clean, stage by stage",
         "",

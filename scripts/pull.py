@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from dvc_cache import object_path, read_manifest
+
+CACHE = Path(".dvc/cache")
 
 
 def say(text: str) -> None:
@@ -59,26 +61,23 @@ def differing(path: Path, md5: str) -> list[str]:
     """The files of one output whose bytes do not hash to what dvc.lock pins ([] when all agree)."""
     if not md5.endswith(".dir"):
         return [] if path.is_file() and md5_of(path) == md5 else [str(path)]
-    manifest = Path(".dvc/cache/files/md5") / md5[:2] / md5[2:]
+    manifest = object_path(CACHE, md5)
     if not manifest.is_file() or md5_of(manifest) != md5.removesuffix(".dir"):
         return [f"{path}/ (its file list)"]
-    entries = json.loads(manifest.read_text())
-    bad = [
-        e["relpath"] for e in entries if not (path / e["relpath"]).is_file() or md5_of(path / e["relpath"]) != e["md5"]
-    ]
-    extra = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {e["relpath"] for e in entries}
+    entries = read_manifest(manifest)
+    bad = [name for name, want in entries.items() if not (path / name).is_file() or md5_of(path / name) != want]
+    extra = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - entries.keys()
     return [f"{path}/{name}" for name in sorted(bad) + sorted(extra)]
 
 
 def discard(path: Path, md5: str) -> None:
     """Remove an output whose pulled bytes are not the lock's, and their cache objects: nothing stays
     under a good name that `dvc status` would then call up to date."""
-    cache = Path(".dvc/cache/files/md5")
     objects = [md5]
-    if md5.endswith(".dir") and (cache / md5[:2] / md5[2:]).is_file():
-        objects += [e["md5"] for e in json.loads((cache / md5[:2] / md5[2:]).read_text())]
+    if md5.endswith(".dir") and object_path(CACHE, md5).is_file():
+        objects += list(read_manifest(object_path(CACHE, md5)).values())
     for obj in objects:
-        (cache / obj[:2] / obj[2:]).unlink(missing_ok=True)
+        object_path(CACHE, obj).unlink(missing_ok=True)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:

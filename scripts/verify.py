@@ -14,7 +14,6 @@ tuning, references): a new CPU kind checked in minutes. The machine's CPU flags 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -28,10 +27,10 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from tallrec.numerics import cpu_flags  # noqa: E402  (imports nothing heavy)
+from dvc_cache import manifest  # noqa: E402
+from tallrec.numerics import REPORTED_FLAGS, cpu_flags  # noqa: E402  (imports nothing heavy)
 
 FAST_STAGES = ("fetch", "prepare", "sample", "text_embed", "baselines", "base_model", "alpaca_tune", "references")
-FLAGS_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
 console = Console(stderr=True)
 
 
@@ -48,15 +47,6 @@ def lock_outputs(lock: dict) -> dict[str, dict[str, str]]:
 
 def selected(stage: str, fast: bool) -> bool:
     return not fast or stage.split("@")[0] in FAST_STAGES
-
-
-def manifest(md5: str, caches: list[Path]) -> dict[str, str] | None:
-    """{relative path: md5} of a folder output from a DVC cache or store (files/md5/<2>/<rest>.dir)."""
-    for cache in caches:
-        path = cache / "files" / "md5" / md5[:2] / md5[2:]
-        if path.exists():
-            return {e["relpath"]: e["md5"] for e in json.loads(path.read_text())}
-    return None
 
 
 def differing_files(path: str, committed: str, rebuilt: str, caches: list[Path], clone_cache: Path) -> str:
@@ -85,7 +75,7 @@ def main() -> int:
     rev = git("rev-parse", "--short", args.rev)
     if args.rev == "HEAD" and git("status", "--porcelain", "--untracked-files=no"):
         console.print("[yellow]note:[/] this checkout has uncommitted changes; the committed HEAD is what is verified")
-    flags = " ".join(f for f in FLAGS_SHOWN if f in cpu_flags()) or "none of " + ", ".join(FLAGS_SHOWN)
+    flags = " ".join(f for f in REPORTED_FLAGS if f in cpu_flags()) or "none of " + ", ".join(REPORTED_FLAGS)
     console.print(f"verifying dvc.lock of {rev} on a CPU with {flags}; {os.cpu_count()} cores")
     clone = ROOT.parent / f".tallrec-verify-{rev}"
     shutil.rmtree(clone, ignore_errors=True)

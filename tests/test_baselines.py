@@ -9,10 +9,11 @@ import polars as pl
 import pytest
 import torch
 
-from tallrec.baselines import MODELS, TEXT_MODELS, base
+from tallrec.baselines import base
 from tallrec.baselines.base import Vocab
 from tallrec.config import BaselineParams, Params, as_dict, with_changes
 from tallrec.baselines.run import builder, run_one
+from tallrec.names import BASELINES, TEXT_BASELINES
 
 N_ITEMS, N_GROUPS, TEXT_DIM = 20, 4, 8
 
@@ -79,7 +80,7 @@ def text():
 
 
 def text_for(name, text):
-    return text if name in TEXT_MODELS else (None, None)
+    return text if name in TEXT_BASELINES else (None, None)
 
 
 def test_padding_repeats_the_last_item():
@@ -98,18 +99,18 @@ def test_unseen_items_share_unk(splits):
     assert abs(float(vocab.popularity.sum()) - 1) < 1e-6
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", BASELINES)
 def test_output_shape(name, splits, text):
     train = splits[0]
     vocab = Vocab.build(train, CFG.min_count)
     table, index = text_for(name, text)
-    make_model, loss_fn, _ = builder(name, CFG, vocab, table, index, L)
+    make_model, _ = builder(name, CFG, vocab, table, index, L)
     model = make_model()
     batch = base.take(base.encode(train, vocab, L, index), torch.arange(7))
     assert model(batch).shape == (7,)
     h = model.encode(batch)
     assert model.head(h, model.items(batch, "candidates")).shape == (7, vocab.size)  # DROS scores every item
-    loss = loss_fn(model, batch)
+    loss = model.loss(batch)
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
 
@@ -130,7 +131,7 @@ def test_history_labels_switch(name, splits, text):
         assert same is not labels_on
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", BASELINES)
 def test_learns_synthetic_signal_and_is_deterministic(name, splits, text):
     train, valid, test = splits
     table, index = text_for(name, text)

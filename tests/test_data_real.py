@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tallrec import data, paths, sampling
 from tallrec.cli import app
 from tallrec.config import load_params, with_changes
+from tallrec.names import DOMAINS
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = (ROOT / load_params(ROOT / "params.yaml").data.mirror).resolve()
@@ -46,7 +47,7 @@ def prepared(tmp_path_factory):
 @pytest.mark.slow
 def test_paper_split_sizes(prepared):
     work, reports, _ = prepared
-    sizes = {d: {s: pl.read_parquet(work / paths.split_path(d, s)).height for s in paths.SPLITS} for d in paths.DOMAINS}
+    sizes = {d: {s: pl.read_parquet(work / paths.split_path(d, s)).height for s in paths.SPLITS} for d in DOMAINS}
     assert sizes["movie"] == {"train": 8000, "valid": 1000, "test": 1000}
     assert sizes["book"] == {"train": 19414, "valid": 2427, "test": 2427}
     assert pl.read_parquet(work / paths.split_path("alpaca", "train")).height == 52002

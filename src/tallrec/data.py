@@ -117,6 +117,21 @@ RAW_FILES: dict[str, list[RawFile]] = {
 }
 
 
+def check_domain(domain: str) -> None:
+    """One line for a domain with no raw files (the fetch/prepare stages' argument)."""
+    if domain not in RAW_FILES:
+        raise ValueError(f"unknown domain {domain!r}: expected {', '.join(RAW_FILES)}")
+
+
+def check_pinned(path: Path, raw: RawFile, where: Path | str, fix: str) -> None:
+    """`path` holds `raw` as its release pinned it (sha256), else one line at `where` ending in `fix`."""
+    got = sha256_of(path)
+    if got != raw.sha256:
+        raise DataError(
+            where, f"sha256 {got[:12]}… of {raw.path} is not the pinned release's ({raw.sha256[:12]}…): {fix}"
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # fetch
 
@@ -160,9 +175,7 @@ def fetch(mirror: Path | str, out: Path | str = paths.RAW, files: list[RawFile] 
                                 source, f"not in the mirror and download from {raw.url} failed ({e})"
                             ) from e
                         origin = raw.url
-                    got = sha256_of(tmp)
-                    if got != raw.sha256:
-                        raise DataError(origin, f"sha256 mismatch for {raw.path}: expected {raw.sha256}, got {got}")
+                    check_pinned(tmp, raw, origin, "the source differs from the pinned release")
                 written.append(dest)
                 progress.advance(task)
     finally:
@@ -297,6 +310,27 @@ def _windows(df: pl.DataFrame, history_len: int, columns: list[str]) -> pl.DataF
     return df.with_columns(pos=pl.int_range(pl.len()).over("user"), **lists)
 
 
+def _samples(
+    rows: pl.DataFrame, domain: str, target_item: str, template: RecTemplate, fractions: list[float]
+) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The samples of `rows` (one a row: user, history_{item_id,rating,label,text} lists, the target's text,
+    rating and label, its id in column `target_item`) with their prompts, and their splits in order."""
+    samples = rows.select(
+        domain=pl.lit(domain),
+        user=pl.col("user"),
+        history_item_ids=pl.col("history_item_id"),
+        history_ratings=pl.col("history_rating"),
+        history_labels=pl.col("history_label"),
+        history_texts=pl.col("history_text"),
+        target_item_id=pl.col(target_item),
+        target_text=pl.col("text"),
+        rating=pl.col("rating"),
+        label=pl.col("label"),
+    )
+    samples = _render(samples, template).select(SAMPLE_COLUMNS)
+    return samples, _split_in_order(samples, fractions)
+
+
 def prepare_movie(
     raw: Path, params: MovieData, prompt_params: PromptParams | None = None
 ) -> tuple[dict[str, pl.DataFrame], dict]:
@@ -324,20 +358,7 @@ def prepare_movie(
         .with_columns(item_id=pl.col("item").cast(pl.String), label=(pl.col("rating") > threshold).cast(pl.Int8))
     )
     df = _windows(df, history_len, ["item_id", "rating", "label", "text"]).filter(pl.col("pos") >= history_len)
-    samples = df.tail(params.keep_last).select(
-        domain=pl.lit("movie"),
-        user=pl.col("user"),
-        history_item_ids=pl.col("history_item_id"),
-        history_ratings=pl.col("history_rating"),
-        history_labels=pl.col("history_label"),
-        history_texts=pl.col("history_text"),
-        target_item_id=pl.col("item_id"),
-        target_text=pl.col("text"),
-        rating=pl.col("rating"),
-        label=pl.col("label"),
-    )
-    samples = _render(samples, template).select(SAMPLE_COLUMNS)
-    splits = _split_in_order(samples, params.split)
+    samples, splits = _samples(df.tail(params.keep_last), "movie", "item_id", template, params.split)
     report = {
         "ratings": ratings.height,
         "users": ratings["user"].n_unique(),
@@ -392,30 +413,14 @@ def prepare_book(
     )
     history = df.filter(pl.col("pos") < pl.min_horizontal(pl.col("n") - 1, params.history_len))
     history = history.group_by("user_rank", maintain_order=True).agg(
-        history_item_ids=pl.col("isbn"),
-        history_ratings=pl.col("rating"),
-        history_labels=pl.col("label"),
-        history_texts=pl.col("text"),
+        history_item_id=pl.col("isbn"),
+        history_rating=pl.col("rating"),
+        history_label=pl.col("label"),
+        history_text=pl.col("text"),
     )
     targets = df.filter(pl.col("pos") == pl.col("n") - 1)
-    samples = (
-        targets.join(history, on="user_rank", how="left")
-        .sort("user_rank")
-        .select(
-            domain=pl.lit("book"),
-            user=pl.col("user"),
-            history_item_ids=pl.col("history_item_ids"),
-            history_ratings=pl.col("history_ratings"),
-            history_labels=pl.col("history_labels"),
-            history_texts=pl.col("history_texts"),
-            target_item_id=pl.col("isbn"),
-            target_text=pl.col("text"),
-            rating=pl.col("rating"),
-            label=pl.col("label"),
-        )
-    )
-    samples = _render(samples, template).select(SAMPLE_COLUMNS)
-    splits = _split_in_order(samples, params.split)
+    rows = targets.join(history, on="user_rank", how="left").sort("user_rank")
+    samples, splits = _samples(rows, "book", "isbn", template, params.split)
     report = {
         "ratings": ratings.height + (implicit_zeros if params.drop_implicit_zeros else 0),
         "implicit_zero_ratings": implicit_zeros,
@@ -441,17 +446,12 @@ def prepare_alpaca(raw: Path) -> tuple[dict[str, pl.DataFrame], dict]:
 def verify_raw(domain: str, raw: Path = paths.RAW) -> None:
     """The pinned sha256 of every raw file `domain` reads, as fetch checks it: a truncated or re-encoded
     file would otherwise give other splits with exit status 0."""
+    check_domain(domain)
     for file in RAW_FILES[domain]:
         path = Path(raw) / file.path
         if not path.is_file():
             raise DataError(path, "raw file not found (run `tallrec fetch`)")
-        got = sha256_of(path)
-        if got != file.sha256:
-            raise DataError(
-                path,
-                f"sha256 {got[:12]}… is not the pinned release's ({file.sha256[:12]}…): "
-                "restore it with `tallrec fetch`",
-            )
+        check_pinned(path, file, path, "restore it with `tallrec fetch`")
 
 
 def prepare(domain: str, params: Params, raw: Path = paths.RAW) -> dict:
@@ -461,8 +461,7 @@ def prepare(domain: str, params: Params, raw: Path = paths.RAW) -> dict:
     (io.atomic_dir), so a kill at any point leaves the complete old or the complete new folder, never
     a mix of splits from two runs; what killed runs left beside it is removed first.
     """
-    if domain not in ("movie", "book", "alpaca"):
-        raise ValueError(f"unknown domain {domain!r}: expected movie, book or alpaca")
+    check_domain(domain)
     out = paths.processed_dir(domain)
     remove_stale(out)
     if domain == "movie":

@@ -48,6 +48,10 @@ def mode() -> str:
     return value
 
 
+# the flags that pick kernels or bf16 speed, as the run log, verify.py and the benchmarks report a machine
+REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+
+
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-from tallrec.names import DOMAINS  # noqa: F401  (re-exported: paths are per domain)
-
 DATA = Path("data")
 RAW = DATA / "raw"
 PROCESSED = DATA / "processed"

@@ -78,9 +78,8 @@ def run_metadata(device: torch.device | str, dtype: torch.dtype) -> dict[str, ob
 
 def machine_facts() -> dict[str, object]:
     """What this machine is (for the run log, never for a hashed output)."""
-    kinds = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
     return {
-        "cpu_flags": sorted(f for f in kinds if f in cpu_flags()),
+        "cpu_flags": sorted(f for f in numerics.REPORTED_FLAGS if f in cpu_flags()),
         "cores": usable_cores(),
         "numerics": numerics.mode(),
     }

@@ -2,12 +2,13 @@
 
 A baseline scores (history, target item) with one logit; sigmoid(logit) is trained with MSE against
 the like/dislike label (the TALLRec paper's protocol), Adam at lr 1e-3, and the weight decay is picked
-from a list by validation AUC. Each model file defines a `Model(nn.Module)` with
+from a list by validation AUC. Each model file defines a `Model(Baseline)` with
 
     encode(batch) -> user state [B, user_dim]     (reads the history)
     items(batch, key) -> item vectors [..., item_dim]   (key "target" or "candidates")
 
-and the shared `Head` turns (user state, item vector) into a logit. The head is additive plus a dot
+and the shared `Head` turns (user state, item vector) into a logit; `Baseline.loss` is that MSE, which the
+DROS models override with `dros_loss`. The head is additive plus a dot
 product so that scoring every item for one user (DROS needs it) costs B x V x dim, not more.
 """
 
@@ -120,45 +121,52 @@ class Head(nn.Module):
         return self.out(F.relu(hu + eu)).squeeze(-1) + (hd * ed).sum(-1)
 
 
-def history_embedding(model: nn.Module, batch) -> torch.Tensor:
-    """Id embeddings of the history, plus the like/dislike embedding unless `history_labels` is off."""
-    x = model.item_emb(batch["hist"])
-    return x + model.label_emb(batch["hist_label"]) if model.cfg.history_labels else x
+class Baseline(nn.Module):
+    """Item-id and like/dislike-label embeddings, the logit of (user state, target item) and the loss.
 
+    A subclass adds its sequence encoder and the `Head`, and a DROS model overrides `loss`. The runner sets
+    `popularity` (the vocabulary's, which DROS's loss weights every item by)."""
 
-class IdModel(nn.Module):
-    """Item-id and like/dislike-label embeddings; subclasses add the sequence encoder."""
+    popularity: torch.Tensor | None = None
 
-    def __init__(self, cfg: BaselineParams, n_items: int, user_dim: int, history_len: int):
+    def __init__(self, cfg: BaselineParams, n_items: int):
         super().__init__()
         self.cfg = cfg
-        self.history_len = history_len
+        self.n_items = n_items
         self.item_emb = nn.Embedding(n_items, cfg.dim)
         # the LLM is told which history items were liked; the baselines get the same information
         self.label_emb = nn.Embedding(2, cfg.dim)
-        self.head = Head(user_dim, cfg.dim, cfg.dim)
-        self.n_items = n_items
 
     def history(self, batch) -> torch.Tensor:
-        return history_embedding(self, batch)
+        """Id embeddings of the history, plus the like/dislike embedding unless `history_labels` is off."""
+        x = self.item_emb(batch["hist"])
+        return x + self.label_emb(batch["hist_label"]) if self.cfg.history_labels else x
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.head(self.encode(batch), self.items(batch, "target"))
+
+    def loss(self, batch) -> torch.Tensor:
+        return F.mse_loss(torch.sigmoid(self(batch)), batch["label"])
+
+
+class IdModel(Baseline):
+    """A baseline whose items are their id embeddings only; subclasses add the sequence encoder."""
+
+    def __init__(self, cfg: BaselineParams, n_items: int, user_dim: int, history_len: int):
+        super().__init__(cfg, n_items)
+        self.history_len = history_len
+        self.head = Head(user_dim, cfg.dim, cfg.dim)
 
     def items(self, batch, key: str) -> torch.Tensor:
         ids = batch["target"] if key == "target" else torch.arange(self.n_items)
         return self.item_emb(ids)
 
-    def forward(self, batch) -> torch.Tensor:
-        return self.head(self.encode(batch), self.items(batch, "target"))
 
-
-# ---------------------------------------------------------------- losses
-
-
-def mse_loss(model: nn.Module, batch, cfg: BaselineParams) -> torch.Tensor:
-    return F.mse_loss(torch.sigmoid(model(batch)), batch["label"])
+# ---------------------------------------------------------------- DROS's loss
 
 
 def dros_loss(model: nn.Module, batch, cfg: BaselineParams, popularity: torch.Tensor) -> torch.Tensor:
-    """MSE plus DROS's distributionally robust term (Yang et al., SIGIR 2023).
+    """MSE plus DROS's distributionally robust term (Yang et al., SIGIR 2023); the DROS models' `loss`.
 
     DROS bounds the loss under the worst-case data distribution in a KL ball around the nominal one
     (item popularity in the training rows); the dual is beta * log E_nominal[exp(loss_j / beta)], and the
@@ -200,9 +208,7 @@ class Fit:
     state: dict = field(repr=False)
 
 
-def train_one(
-    make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, weight_decay: float, bf16: bool = False
-) -> Fit:
+def train_one(make_model, train, valid, cfg: BaselineParams, seed: int, weight_decay: float, bf16: bool = False) -> Fit:
     """Adam + MSE with early stopping on validation AUC; returns the best epoch's weights."""
     torch.manual_seed(seed)  # same init for every weight decay: only the decay differs
     model = make_model()
@@ -217,7 +223,7 @@ def train_one(
         perm = torch.randperm(n_rows(train), generator=order)
         for start in range(0, len(perm), cfg.batch_size):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(model, take(train, perm[start : start + cfg.batch_size]))
+                loss = model.loss(take(train, perm[start : start + cfg.batch_size]))
             opt.zero_grad(set_to_none=True)
             loss.float().backward()
             opt.step()
@@ -232,10 +238,10 @@ def train_one(
 
 
 def fit_and_select(
-    make_model, loss_fn, train, valid, cfg: BaselineParams, seed: int, bf16: bool = False
+    make_model, train, valid, cfg: BaselineParams, seed: int, bf16: bool = False
 ) -> tuple[nn.Module, Fit, dict]:
     """Train once per weight decay; keep the one with the best validation AUC (first on ties)."""
-    fits = [train_one(make_model, loss_fn, train, valid, cfg, seed, wd, bf16) for wd in cfg.weight_decays]
+    fits = [train_one(make_model, train, valid, cfg, seed, wd, bf16) for wd in cfg.weight_decays]
     best = max(fits, key=lambda f: f.valid_auc)  # max keeps the first of equal values
     if not best.state:
         raise ValueError("no epoch of any weight decay gave a finite validation AUC (the scores diverged)")
@@ -257,3 +263,33 @@ class GRUModel(IdModel):
     def encode(self, batch):
         _, h = self.gru(self.drop(self.history(batch)))
         return h[-1]
+
+
+class GRUBertModel(Baseline):
+    """GRU-BERT's network: GRU4Rec whose items are [id embedding ; frozen text vector]; DROS-BERT shares it."""
+
+    def __init__(self, cfg: BaselineParams, n_items: int, text: torch.Tensor):
+        super().__init__(cfg, n_items)
+        self.register_buffer("text", text, persistent=False)  # [n_texts, text_dim], frozen
+        item_dim = cfg.dim + text.shape[1]
+        self.drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(item_dim, cfg.bert_hidden, cfg.bert_layers, batch_first=True)
+        self.head = Head(cfg.bert_hidden, item_dim, cfg.dim)
+        self.candidate_text = None  # text rows of the vocabulary's items, set by the runner for DROS
+
+    def encode(self, batch):
+        x = torch.cat([self.history(batch), self.text[batch["hist_text"]]], -1)
+        _, h = self.gru(self.drop(x))
+        return h[-1].float()
+
+    def items(self, batch, key: str):
+        if key == "target":
+            return torch.cat([self.item_emb(batch["target"]), self.text[batch["target_text"]]], -1)
+        return torch.cat([self.item_emb.weight, self.text[self.candidate_text]], -1)
+
+
+class DrosLoss:
+    """Mixed in ahead of a network: DROS's loss in place of the plain MSE."""
+
+    def loss(self, batch) -> torch.Tensor:
+        return dros_loss(self, batch, self.cfg, self.popularity)

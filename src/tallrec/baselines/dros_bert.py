@@ -1,3 +1,7 @@
-"""DROS-BERT: the GRU-BERT network (item ids plus frozen text vectors) trained with DROS's loss."""
+"""DROS-BERT: the GRU-BERT network (base.GRUBertModel: item ids plus frozen text vectors) with DROS's loss."""
 
-from tallrec.baselines.gru_bert import Model  # noqa: F401
+from tallrec.baselines.base import DrosLoss, GRUBertModel
+
+
+class Model(DrosLoss, GRUBertModel):
+    pass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -18,44 +17,39 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tallrec import paths
-from tallrec.baselines import MODELS, TEXT_MODELS, base
+from tallrec.baselines import base
 from tallrec.baselines.base import Vocab
 from tallrec.config import BaselineParams, Params
 from tallrec.io import DataError, write_json, write_predictions
 from tallrec.metrics import auc
-
-DROS_MODELS = ("dros", "dros_bert")
+from tallrec.names import BASELINES, DOMAINS, TEXT_BASELINES
 
 
 def builder(
     name: str, cfg: BaselineParams, vocab: Vocab, text: torch.Tensor | None, text_index: dict | None, history_len: int
-) -> tuple[Callable, Callable, bool]:
-    """(make_model, loss_fn, bf16) for a model name."""
-    if name not in MODELS:
-        raise ValueError(f"unknown baseline {name!r}: expected one of {MODELS}")
+) -> tuple[Callable, bool]:
+    """(make_model, bf16) for a model name; the model owns its loss (`Model.loss`)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}: expected one of {BASELINES}")
     module = importlib.import_module(f"tallrec.baselines.{name}")  # one network a file, its class `Model`
-    if name in TEXT_MODELS:
+    text_model = name in TEXT_BASELINES
+    if text_model:
         # DROS scores every vocabulary item: their text rows (UNK -> the mean vector, the table's last row)
         inverse = {i: item for item, i in vocab.index.items()}
         candidate_text = torch.tensor(
             [text_index[inverse[i]] if i in inverse else len(text) - 1 for i in range(vocab.size)]
         )
 
-        def make_model():
-            model = module.Model(cfg, vocab.size, text)
+    def make_model():
+        model = module.Model(cfg, vocab.size, text if text_model else history_len)
+        model.popularity = vocab.popularity
+        if text_model:
             model.candidate_text = candidate_text
-            return model
+        return model
 
-        bf16 = (
-            cfg.bert_bf16
-        )  # an explicit switch: emulated bf16 (no AVX512-BF16 / AMX) is slower, and bytes follow the CPU
-    else:
-        make_model, bf16 = partial(module.Model, cfg, vocab.size, history_len), False
-    if name in DROS_MODELS:
-        loss_fn = partial(base.dros_loss, cfg=cfg, popularity=vocab.popularity)
-    else:
-        loss_fn = partial(base.mse_loss, cfg=cfg)
-    return make_model, loss_fn, bf16
+    # bf16 is an explicit switch: emulated bf16 (no AVX512-BF16 / AMX) is slower, and bytes follow the CPU
+    bf16 = cfg.bert_bf16 if text_model else False
+    return make_model, bf16
 
 
 def read_split(path) -> pl.DataFrame:
@@ -84,9 +78,9 @@ def run_one(
 ) -> dict[str, Any]:
     """Train/select/score one (domain, K, seed); returns test AUC, chosen decay and the test scores."""
     vocab = Vocab.build(train_df, cfg.min_count)
-    make_model, loss_fn, bf16 = builder(name, cfg, vocab, text, text_index, history_len)
+    make_model, bf16 = builder(name, cfg, vocab, text, text_index, history_len)
     train, valid, test = (base.encode(df, vocab, history_len, text_index) for df in (train_df, valid_df, test_df))
-    model, best, per_wd = base.fit_and_select(make_model, loss_fn, train, valid, cfg, seed, bf16)
+    model, best, per_wd = base.fit_and_select(make_model, train, valid, cfg, seed, bf16)
     scores = base.predict(model, test, cfg, bf16)
     return {
         "auc": auc(test["label"].numpy(), scores),
@@ -100,8 +94,8 @@ def run_one(
 
 def domain_splits(name: str, domain: str, val_size: int | None) -> dict[str, Any]:
     """The fixed valid subset, the test split and (text models) the text table of a domain."""
-    if domain not in paths.DOMAINS:
-        raise ValueError(f"baselines train and test in one domain: {domain!r} is not one of {paths.DOMAINS}")
+    if domain not in DOMAINS:
+        raise ValueError(f"baselines train and test in one domain: {domain!r} is not one of {DOMAINS}")
     valid = read_split(paths.split_path(domain, "valid"))
     valid = valid.sample(n=min(val_size, valid.height), seed=0) if val_size else valid
     test = read_split(paths.split_path(domain, "test"))
@@ -118,7 +112,7 @@ def domain_splits(name: str, domain: str, val_size: int | None) -> dict[str, Any
         "text": None,
         "text_index": None,
     }
-    if name in TEXT_MODELS:
+    if name in TEXT_BASELINES:
         from tallrec.baselines.text_embed import load_text_table
 
         splits["text"], splits["text_index"] = load_text_table(domain)

@@ -20,6 +20,7 @@ from rich.progress import track
 from tallrec import paths
 from tallrec.config import Params
 from tallrec.io import NO_REMOTE_CODE, DataError, write_parquet
+from tallrec.names import DOMAINS
 
 
 def encoder_dir() -> Path:
@@ -80,8 +81,8 @@ def needs_text(params: Params) -> bool:
 def text_embed(domain: str, params: Params) -> Path:
     """Writes the domain's item vectors; an empty table when no text-aware baseline is selected, so the
     default pipeline does not spend ~3 minutes (2 cores) embedding texts nothing reads."""
-    if domain not in paths.DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}: expected one of {paths.DOMAINS}")
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}: expected one of {DOMAINS}")
     items = domain_items(domain)
     if not needs_text(params):
         items = items.clear()

@@ -31,18 +31,14 @@ def run(main: Callable, *types: type) -> None:
     from rich.console import Console
 
     console = Console(stderr=True)
-    try:
-        numerics.require()
-    except numerics.NumericsError as e:
-        console.print(one_line(e), highlight=False, soft_wrap=True)
-        raise SystemExit(1) from None
-    from tallrec.runtime import quiet_libraries
-
-    quiet_libraries()  # before transformers, peft or bitsandbytes are imported
-    from tallrec.config import load_params
-
     args = sys.argv[1:]
     try:
+        numerics.require()  # before tallrec.runtime imports torch
+        from tallrec.runtime import quiet_libraries
+
+        quiet_libraries()  # before transformers, peft or bitsandbytes are imported
+        from tallrec.config import load_params
+
         if len(args) != len(types):
             raise ValueError(f"usage: python -m {main.__module__} " + " ".join(t.__name__.upper() for t in types))
         message = main(load_params(), *(t(a) for t, a in zip(types, args)))

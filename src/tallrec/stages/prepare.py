@@ -6,11 +6,9 @@ from tallrec.config import Params
 
 
 def main(params: Params, domain: str) -> str:
-    from tallrec.data import RAW_FILES, prepare, verify_raw
+    from tallrec.data import prepare, verify_raw
 
-    if domain not in RAW_FILES:
-        raise ValueError(f"unknown domain {domain!r}: expected {', '.join(RAW_FILES)}")
-    verify_raw(domain)
+    verify_raw(domain)  # refuses an unknown domain first (data.check_domain)
     report = prepare(domain, params)
     return f"{domain}: {report.get('split_rows', report)}"
 
