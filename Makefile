@@ -28,5 +28,5 @@ lint: setup
 	ruff check src scripts benchmarks tests
 	ruff format --check src
 
-bench: setup
-	python benchmarks/bench_data.py
+bench: setup  # QUICK=1: a few minutes, into benchmarks/results/quick/
+	python benchmarks/run_all.py $(if $(QUICK),--quick)

@@ -1,19 +1,21 @@
 """Time and peak memory of fetch + prepare + sample on the real data (target: under 30 s on 2 cores).
 
-Usage: python benchmarks/bench_data.py   (from the project root; works in a scratch directory)
+Usage: python benchmarks/bench_data.py [--quick]   (works in a scratch directory; writes benchmarks/results/data.md,
+with --quick benchmarks/results/quick/data.md: the same work, it is quick already)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+import record  # benchmarks/ is on sys.path when this file runs as a script
 from tallrec import data, sampling
 from tallrec.config import load_params
 
@@ -25,6 +27,9 @@ def peak_rss_mib() -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="write to benchmarks/results/quick/")
+    args = parser.parse_args()
     params = load_params(ROOT / "params.yaml")
     mirror = (ROOT / params.data.mirror).resolve()
     steps = [
@@ -47,7 +52,8 @@ def main() -> None:
             total += seconds
             table.add_row(name, f"{seconds:.1f}", f"{peak_rss_mib():.0f}")
         table.add_row("total", f"{total:.1f}", f"{peak_rss_mib():.0f}", style="bold")
-    Console().print(table)
+    os.chdir(ROOT)
+    record.save("data", [table], args.quick)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Usage (from the project root):
     python benchmarks/bench_repro.py            # what `dvc repro` would run
     python benchmarks/bench_repro.py --force    # everything, from the raw data on
     python benchmarks/bench_repro.py --fresh    # --force without DVC's run-cache, and no checkpoints: a fresh clone
+The table lands in benchmarks/results/repro_stages.md (no quick mode: it is the pipeline itself).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 
 from rich.console import Console
 from rich.table import Table
+
+import record  # benchmarks/ is on sys.path when this file runs as a script
 
 
 def stage_names() -> list[str]:
@@ -72,8 +75,7 @@ def main() -> None:
         table.add_row(stage, f"{seconds:.0f}", f"{seconds / 60:.1f}", f"{rss:.0f}")
     total = sum(r[1] for r in rows)
     table.add_row("total", f"{total:.0f}", f"{total / 60:.1f}", f"{max(r[2] for r in rows):.0f}", style="bold")
-    Console().print(table)
-    print("target: 45 minutes for the default params.yaml")
+    record.save("repro_stages", [table], quick=False, notes=["target: 45 minutes for the default params.yaml"])
 
 
 if __name__ == "__main__":

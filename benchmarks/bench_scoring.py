@@ -36,7 +36,8 @@ from tallrec.prompts import answer_token_ids
 from tallrec.runtime import configure_threads, pick_device, pick_dtype
 from tallrec.scoring import Scorer, ScoringConfig
 
-from precision_paths import PATHS, build  # benchmarks/ is on sys.path when this file runs as a script
+import record  # benchmarks/ is on sys.path when this file runs as a script
+from precision_paths import PATHS, build
 
 
 def sync(device: torch.device) -> None:
@@ -120,8 +121,8 @@ def precision_main(args) -> None:
     from tallrec.metrics import auc
     from tallrec.model import load_tokenizer
     from tallrec.prompts import prompt_budget, rec_prompts
-    from tallrec.numerics import REPORTED_FLAGS
-    from tallrec.runtime import cpu_flags, native_bf16, usable_cores
+    from tallrec.numerics import reported_flags
+    from tallrec.runtime import native_bf16, usable_cores
 
     params = load_params()
     tok = load_tokenizer(args.base)
@@ -136,7 +137,7 @@ def precision_main(args) -> None:
     calibration = rec_prompts(vdf, params.prompt, tok, budget)[0]
     labels = df["label"].cast(pl.Int64).to_numpy()
     threads = args.threads or usable_cores()
-    flags = [f for f in REPORTED_FLAGS if f in cpu_flags()]
+    flags = list(reported_flags())
     console = Console(width=160)
     console.print(
         f"{args.base} + {args.adapter or 'no adapter'}, {args.domain} test, {len(prompts)} prompts, {threads} threads, "
@@ -190,7 +191,7 @@ def precision_main(args) -> None:
             f"{rss:.0f}",
             "pass" if ok else "FAIL",
         )
-    console.print(table)
+    record.save("precision", [table], args.quick)
 
 
 def main() -> None:
@@ -223,7 +224,12 @@ def main() -> None:
     ap.add_argument(
         "--calibration", type=int, default=32, help="--precision: valid prompts that calibrate the smoothing"
     )
+    ap.add_argument("--quick", action="store_true", help="a few prompts (speed: 32, precision: 64 and fp32,bf16)")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.forced_n = (64, 0) if args.precision else (32, 4)
+        if args.precision and args.paths == ",".join(PATHS):
+            args.paths = "fp32,bf16"
     if args.precision:
         return precision_main(args)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -295,12 +301,11 @@ def main() -> None:
             f"{100 * gflops / peak[args.dtype][1]:.0f} %",
             f"{delta:.1e}",
         )
-    console.print(table)
     n = peak["bf16"][0]
-    console.print(
-        f"matmul {n}³ in this run: bf16 {peak['bf16'][1]:.0f} GFLOP/s, fp32 {peak['fp32'][1]:.0f} GFLOP/s"
-        + (" (fp32 runs as TF32 only if torch allows it)" if device.type == "cuda" else "")
+    note = f"matmul {n}³ in this run: bf16 {peak['bf16'][1]:.0f} GFLOP/s, fp32 {peak['fp32'][1]:.0f} GFLOP/s" + (
+        " (fp32 runs as TF32 only if torch allows it)" if device.type == "cuda" else ""
     )
+    record.save("scoring", [table], args.quick, [note])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from tallrec.numerics import REPORTED_FLAGS, cpu_flags  # noqa: E402
+from tallrec.numerics import reported_flags  # noqa: E402
 
 
 def newest(path: Path) -> float:
@@ -52,7 +52,7 @@ def main() -> None:
     import torch
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    flags = " ".join(f for f in REPORTED_FLAGS if f in cpu_flags())
+    flags = " ".join(reported_flags())
     lines = [
         "# `make repro` from clean, stage by stage",
         "",

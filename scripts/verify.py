@@ -28,7 +28,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from dvc_cache import manifest  # noqa: E402
-from tallrec.numerics import REPORTED_FLAGS, cpu_flags  # noqa: E402  (imports nothing heavy)
+from tallrec.numerics import REPORTED_FLAGS, reported_flags  # noqa: E402  (imports nothing heavy)
 
 FAST_STAGES = ("fetch", "prepare", "sample", "text_embed", "baselines", "base_model", "alpaca_tune", "references")
 console = Console(stderr=True)
@@ -75,7 +75,7 @@ def main() -> int:
     rev = git("rev-parse", "--short", args.rev)
     if args.rev == "HEAD" and git("status", "--porcelain", "--untracked-files=no"):
         console.print("[yellow]note:[/] this checkout has uncommitted changes; the committed HEAD is what is verified")
-    flags = " ".join(f for f in REPORTED_FLAGS if f in cpu_flags()) or "none of " + ", ".join(REPORTED_FLAGS)
+    flags = " ".join(reported_flags()) or "none of " + ", ".join(REPORTED_FLAGS)
     console.print(f"verifying dvc.lock of {rev} on a CPU with {flags}; {os.cpu_count()} cores")
     clone = ROOT.parent / f".tallrec-verify-{rev}"
     shutil.rmtree(clone, ignore_errors=True)

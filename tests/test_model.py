@@ -89,7 +89,7 @@ def test_dtype_follows_the_cpu_flags_and_threads_the_params(monkeypatch):
     pipeline's default is fp32 (canonical); `auto` is for `tallrec score` / `rank`."""
     import torch
 
-    from tallrec import runtime
+    from tallrec import numerics, runtime
 
     from tallrec.config import Params
 
@@ -98,11 +98,11 @@ def test_dtype_follows_the_cpu_flags_and_threads_the_params(monkeypatch):
     assert runtime.pick_dtype("fp32", cpu) == torch.float32 and runtime.pick_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ValueError):
         runtime.pick_dtype("fp8", cpu)
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     assert runtime.pick_dtype("auto", cpu) == torch.float32
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "avx512_vnni"}))
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "avx512_vnni"}))
     assert runtime.pick_dtype("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset({"amx_bf16"}))
     assert runtime.pick_dtype("auto", cpu) == torch.bfloat16
     n = torch.get_num_threads()
     try:

@@ -18,6 +18,7 @@ This module imports nothing heavy: it is loaded before torch.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -52,6 +53,7 @@ def mode() -> str:
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
@@ -62,6 +64,11 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def reported_flags() -> tuple[str, ...]:
+    """Which of REPORTED_FLAGS this CPU has, in REPORTED_FLAGS' order."""
+    return tuple(f for f in REPORTED_FLAGS if f in cpu_flags())
 
 
 def is_pinned() -> bool:

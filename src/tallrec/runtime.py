@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import platform
-from functools import lru_cache
 
 import torch
 
@@ -16,15 +15,10 @@ from tallrec import numerics
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of native bf16 matrix arithmetic
 
 
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    return numerics.cpu_flags()
-
-
 def native_bf16() -> bool:
     """bf16 pays on a CPU only where it runs natively (AVX512-BF16 or AMX); emulated it is slower than
     fp32 (measured on an AVX2-only EPYC: text embedding 40 s instead of 11 s)."""
-    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+    return any(flag in numerics.cpu_flags() for flag in NATIVE_BF16_FLAGS)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -79,7 +73,7 @@ def run_metadata(device: torch.device | str, dtype: torch.dtype) -> dict[str, ob
 def machine_facts() -> dict[str, object]:
     """What this machine is (for the run log, never for a hashed output)."""
     return {
-        "cpu_flags": sorted(f for f in numerics.REPORTED_FLAGS if f in cpu_flags()),
+        "cpu_flags": sorted(numerics.reported_flags()),
         "cores": usable_cores(),
         "numerics": numerics.mode(),
     }
