@@ -216,48 +216,120 @@ def test_the_answers_come_from_params(tiny):
     np.testing.assert_allclose(swapped, 1 - default, atol=1e-6)
 
 
-def test_params_yaml_answers_reach_the_scorer(tmp_path):
-    from tallrec.config import load_params
-
-    text = (__import__("pathlib").Path(__file__).resolve().parents[1] / "params.yaml").read_text()
-    path = tmp_path / "params.yaml"
-    path.write_text(text.replace("yes: Yes.", "yes: Sure."))
-    assert load_params(path).prompt.yes == "Sure."  # YAML 1.1 read the key as the boolean True: ignored
-
-
-def test_cli_score_and_the_evaluate_stage_give_the_same_p_yes_in_bf16(tiny_backbone, tmp_path):
-    """One loading path for every score: `tallrec score` and evaluate agree exactly, also in bf16
-    (the CLI used to merge the LoRA into bf16 weights, the stage did not)."""
+def scoring_project(folder, tiny_backbone, n=6):
+    """A project folder with a movie test split of `n` rows (their users' histories kept as the CLI reads
+    them), the tiny backbone as models/base/tiny and a random LoRA as the tallrec_movie_k8_seed0 adapter.
+    Returns (users for `tallrec score`, the rows' prompts)."""
     import json
 
+    import polars as pl
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
-    from typer.testing import CliRunner
 
-    from tallrec.cli import app
-    from tallrec.config import ModelParams
-    from tallrec.model import load_scoring_model
+    from tallrec import paths
+    from tallrec.model import build_base
 
+    rng, t = random.Random(3), RecTemplate.from_params("movie")
+    users, rows = [], []
+    for i in range(n):
+        liked = [rng.choice(TITLES) for _ in range(rng.randint(1, 6))]
+        disliked = [rng.choice(TITLES) for _ in range(rng.randint(0, 3))]
+        target, label = rng.choice(TITLES), i % 2
+        users.append({"liked": liked, "disliked": disliked, "target": target})
+        history = [(x, 1) for x in liked] + [(x, 0) for x in disliked]
+        rows.append(
+            {
+                "domain": "movie",
+                "user": str(i),
+                "target_item_id": str(100 + i),
+                "label": label,
+                "instruction": t.instruction,
+                "input": t.input(liked, disliked, target),
+                "output": t.output(label),
+                "history_texts": [x for x, _ in history],
+                "history_labels": [y for _, y in history],
+                "target_text": target,
+            }
+        )
+    test = folder / paths.split_path("movie", "test")
+    test.parent.mkdir(parents=True)
+    pl.DataFrame(rows).with_columns(pl.col("label").cast(pl.Int8)).write_parquet(test)
+    build_base("tiny", str(tiny_backbone), out=folder / paths.base_model_dir("tiny"))
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_backbone, dtype=torch.float32)
     peft = get_peft_model(
         base, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     )
-    adapter = tmp_path / "adapter"
-    peft.save_pretrained(adapter)
-    users = [
-        {"liked": [TITLES[i], TITLES[i + 1]], "disliked": [TITLES[4 - i]], "target": TITLES[(i + 2) % 5]}
-        for i in range(4)
-    ]
-    src = tmp_path / "users.jsonl"
-    src.write_text("".join(json.dumps(u) + "\n" for u in users))
-    result = CliRunner().invoke(app, ["score", "--adapter", str(adapter), "--input", str(src), "--dtype", "bf16"])
-    assert result.exit_code == 0, result.output
-    cli = [json.loads(line)["p_yes"] for line in (tmp_path / "users.scored.jsonl").read_text().splitlines()]
+    peft.save_pretrained(folder / paths.rec_adapter_dir("tiny", "tallrec_movie_k8_seed0"))
+    (folder / "users.jsonl").write_text("".join(json.dumps(u) + "\n" for u in users))
+    return users, [alpaca_prompt(r["instruction"], r["input"]) for r in rows]
 
-    model, tok = load_scoring_model(tiny_backbone, adapter, ModelParams(dtype="bf16", device="cpu"))
-    t = RecTemplate.from_params("movie")
-    stage = score_prompts(
-        model, tok, [t.full_prompt(u["liked"], u["disliked"], u["target"]) for u in users], batch_size=8, progress=False
+
+def evaluate_stage_and_cli(folder, backbone, dtype: str, params_text: str | None = None):
+    """p_yes of the same rows from the evaluate stage's own code (stages.evaluate.main, as `dvc repro` runs
+    it) and from `tallrec score` on the users' histories, in `dtype`."""
+    import json
+
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from tallrec import paths
+    from tallrec.cli import app
+    from tallrec.config import Params, load_params, with_changes
+    from tallrec.stages import evaluate
+
+    params_file = folder / "params.yaml"
+    if params_text is not None:
+        params_file.write_text(params_text)
+    params = with_changes(
+        load_params(params_file) if params_text is not None else Params(),
+        {
+            "model": {"name": "tiny", "source": str(backbone), "dtype": dtype, "device": "cpu", "max_length": 512},
+            "evaluate": {"test_domains": ["movie"], "test_size": None, "batch_size": 4},
+        },
     )
-    np.testing.assert_allclose(cli, np.round(stage, 6), atol=0, rtol=0)
+    evaluate.main(params, "tallrec", "movie", 8, 0)
+    stage = pl.read_parquet(paths.llm_predictions_path("tallrec_movie_k8_seed0", "movie"))["score"].to_numpy()
+    adapter = paths.rec_adapter_dir("tiny", "tallrec_movie_k8_seed0")
+    args = ["score", "--adapter", str(adapter), "--base", str(paths.base_model_dir("tiny")), "--input", "users.jsonl"]
+    args += ["--dtype", dtype, "--device", "cpu", "--batch-size", "4", "--output", f"scored_{dtype}.jsonl"]
+    if params_text is not None:
+        args += ["--params", str(params_file)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cli = [json.loads(line)["p_yes"] for line in (folder / f"scored_{dtype}.jsonl").read_text().splitlines()]
+    return stage, np.array(cli)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16", "auto"])
+def test_the_evaluate_stage_and_cli_score_give_the_same_p_yes_in_every_dtype(
+    tiny_backbone, tmp_path, monkeypatch, dtype
+):
+    """One loading and scoring path: the evaluate stage (its own code, writing its predictions parquet) and
+    `tallrec score` on the same users agree to the CLI's 6 decimals in every dtype the CLI offers (the CLI
+    used to merge the LoRA into bf16 weights, the stage did not)."""
+    monkeypatch.chdir(tmp_path)
+    scoring_project(tmp_path, tiny_backbone)
+    stage, cli = evaluate_stage_and_cli(tmp_path, tiny_backbone, dtype)
+    assert len(stage) == len(cli) == 6 and np.ptp(stage) > 1e-4  # real, different scores
+    np.testing.assert_array_equal(cli, np.round(stage, 6))
+
+
+def test_params_yaml_answers_reach_the_scorer(tiny_backbone, tmp_path, monkeypatch):
+    """prompt.yes / prompt.no written in a params file decide which logits both the evaluate stage and
+    `tallrec score` compare: swapped in the file, every p_yes becomes 1 - p_yes."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    scoring_project(tmp_path, tiny_backbone)
+    import re
+
+    text = (root / "params.yaml").read_text()
+    default = evaluate_stage_and_cli(tmp_path, tiny_backbone, "fp32", text)
+    swapped, n = re.subn(
+        r"(?m)^  (yes|no): (Yes|No)\.", lambda m: f"  {m[1]}: {'No' if m[2] == 'Yes' else 'Yes'}.", text
+    )
+    assert n == 2
+    stage, cli = evaluate_stage_and_cli(tmp_path, tiny_backbone, "fp32", swapped)
+    np.testing.assert_allclose(stage, 1 - default[0], atol=1e-6)
+    np.testing.assert_allclose(cli, 1 - default[1], atol=2e-6)
+    assert np.abs(default[0] - 0.5).max() > 1e-3  # 1 - p differs from p
