@@ -1,4 +1,4 @@
-"""`tallrec score` and `tallrec rank` on a tiny LoRA adapter built in the test."""
+"""tallrec.serving (`tallrec score` and `tallrec rank`) on a tiny LoRA adapter built in the test."""
 
 from __future__ import annotations
 
@@ -338,22 +338,6 @@ def test_a_too_long_history_loses_its_oldest_items_and_says_so(adapter, tmp_path
     out = [json.loads(x) for x in (tmp_path / "long.scored.jsonl").read_text().splitlines()]
     assert [o["target"] for o in out] == ['"Gamma (1999)"', GOOD[0]["target"]]
     assert out[0]["history_dropped"] == 1 and "history_dropped" not in out[1]
-
-
-def test_fit_prompt_drops_the_oldest_first():
-    from tallrec.prompts import RecTemplate, TooLong, fit_prompt
-
-    t = RecTemplate.from_params("movie")
-    history = [("old", True), ("older-dislike", False), ("mid", True), ("new", False)]
-    n_words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer
-    full = t.full_prompt(["old", "mid"], ["older-dislike", "new"], "x")
-    assert fit_prompt(t, history, "x", n_words, n_words(full)) == (full, 0)
-    prompt, dropped = fit_prompt(t, history, "x", n_words, n_words(full) - 1)
-    assert dropped == 1 and prompt == t.full_prompt(["mid"], ["older-dislike", "new"], "x")
-    prompt, dropped = fit_prompt(t, history, "x", n_words, n_words(t.full_prompt([], [], "x")))
-    assert dropped == 4
-    with pytest.raises(TooLong):
-        fit_prompt(t, history, "x", n_words, n_words(t.full_prompt([], [], "x")) - 1)
 
 
 @pytest.mark.parametrize("quantize", ["none", "8bit"])
