@@ -147,12 +147,33 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         _remove(tmp)  # after a swap: the old folder
 
 
-def read_text(path: Path | str, encoding: str = "utf-8") -> str:
-    """A whole input file as text; a missing, empty or wrongly encoded file is a one-line DataError."""
+def input_file(path: Path | str) -> Path:
+    """`path`, checked as a file to read: it exists, is a regular file (a folder, or a FIFO whose read
+    would wait for a writer forever, is not) and can be read; else a one-line DataError."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
-    data = path.read_bytes()
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a file")
+    if not path.is_file():
+        raise DataError(path, "not a regular file")
+    if not os.access(path, os.R_OK):
+        raise DataError(path, "cannot be read (no read permission)")
+    return path
+
+
+def read_bytes(path: Path | str) -> bytes:
+    """A whole input file's bytes, after input_file's checks (an error while reading is one line too)."""
+    path = input_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(path, f"cannot be read ({e.strerror})") from None
+
+
+def read_text(path: Path | str, encoding: str = "utf-8") -> str:
+    """A whole input file as text; a missing, empty or wrongly encoded file is a one-line DataError."""
+    data = read_bytes(path)
     if not data.strip():
         raise DataError(path, "file is empty")
     try:
