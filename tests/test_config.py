@@ -128,7 +128,7 @@ def test_yaml_syntax_error_and_missing_section_are_one_line(tmp_path):
         (lambda p: p.mkdir(), r"params.yaml: is a folder, not a file"),
         (lambda p: p.write_text(""), r"params.yaml: expected a mapping of sections at the top level"),
         (lambda p: p.write_text("just text\n"), r"params.yaml: expected a mapping of sections at the top level"),
-        (lambda p: p.write_bytes(b"a: \xff\n"), r"params.yaml: not valid utf-8 \(byte 0xff\)"),
+        (lambda p: p.write_bytes(b"a: \xff\n"), r"params.yaml:1: not valid utf-8 \(byte 0xff\)"),
     ],
 )
 def test_a_params_path_that_is_no_readable_mapping_is_one_line(tmp_path, make, message):
@@ -145,7 +145,7 @@ def test_an_unreadable_params_file_is_one_line(tmp_path, monkeypatch):
     def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_text", refuse)  # chmod 000 does not stop root
+    monkeypatch.setattr(Path, "read_bytes", refuse)  # chmod 000 does not stop root
     with pytest.raises(DataError, match=r"params.yaml: cannot be read \(Permission denied\)"):
         load_params(path)
 

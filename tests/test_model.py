@@ -289,3 +289,33 @@ def test_a_hub_backbone_fails_at_once_in_one_line_when_offline(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
     assert "someone/no-such-model" in lines[0] and "offline" in lines[0] and time.monotonic() - start < 30
+
+
+def test_an_adapter_is_checked_against_the_base_it_goes_on(tiny_backbone, tmp_path):
+    """The check reads shapes from the safetensors header and the base's modules alone, the meta-device
+    skeleton and the loaded base agreeing; rank_pattern gives a module its own rank; add_lora checks too."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base, _ = load_base(tiny_backbone, ModelParams(dtype="fp32", device="cpu"))
+    lora = M.add_lora(base, LoraParams(r=4, target_modules=("q_proj", "v_proj")))
+    folder = tmp_path / "adapter"
+    M.write_adapter(lora, folder)
+    skeleton = M.module_skeleton(tiny_backbone)
+    assert next(skeleton.parameters()).device.type == "meta"
+    M.check_adapter(folder, skeleton)
+    tensors = load_file(folder / M.ADAPTER_WEIGHTS)
+    v0 = "base_model.model.model.layers.0.self_attn.v_proj"
+    # v_proj is 64 -> 32 (2 of 4 heads for keys and values): B's shape follows the module, not q_proj's
+    assert tensors[f"{v0}.lora_B.weight"].shape == (32, 4)
+    tensors = {**tensors, f"{v0}.lora_A.weight": torch.zeros(2, 64), f"{v0}.lora_B.weight": torch.zeros(32, 2)}
+    save_file(tensors, folder / M.ADAPTER_WEIGHTS)
+    with pytest.raises(DataError, match=r"v_proj \(64 -> 32\) with r=4 needs \(4, 64\)"):
+        M.check_adapter(folder, skeleton)
+    config = json.loads((folder / M.ADAPTER_CONFIG).read_text())
+    (folder / M.ADAPTER_CONFIG).write_text(json.dumps({**config, "rank_pattern": {"layers.0.self_attn.v_proj": 2}}))
+    M.check_adapter(folder, skeleton)
+    fresh, _ = load_base(tiny_backbone, ModelParams(dtype="fp32", device="cpu"))
+    save_file({}, folder / M.ADAPTER_WEIGHTS)
+    with pytest.raises(DataError, match="holds no LoRA weights"):
+        M.add_lora(fresh, LoraParams(), folder)

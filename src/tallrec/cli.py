@@ -48,7 +48,8 @@ def _numerics(ctx: typer.Context) -> None:
         numerics.require()
 
 
-PARAMS_OPTION = typer.Option(paths.PARAMS, "--params")
+# readable=False: click would refuse an unreadable file with a usage box; tallrec.io says it in one line
+PARAMS_OPTION = typer.Option(paths.PARAMS, "--params", readable=False)
 
 
 @app.command()
@@ -100,6 +101,7 @@ def score(
     input: Path = typer.Option(
         ...,
         "--input",
+        readable=False,
         help="JSONL, one user a line: liked, disliked (lists of item texts), target (item text), optional domain",
     ),
     adapter: Optional[str] = typer.Option(None, help="peft adapter folder, or its name under models/"),
@@ -113,7 +115,7 @@ def score(
     dtype: str = typer.Option("auto", help="auto, bf16, fp16 or fp32"),
     quantize: str = typer.Option("none", help="none, 8bit or 4bit (bitsandbytes, for a GPU)"),
     device: Optional[str] = typer.Option(None, help="default: cuda when present, else cpu"),
-    params_file: Path = typer.Option(paths.PARAMS, "--params"),
+    params_file: Path = typer.Option(paths.PARAMS, "--params", readable=False),
 ) -> None:
     """Write every line of a JSONL file with p_yes (the model's probability of "Yes.") added."""
 
@@ -142,8 +144,10 @@ def score(
 
 @app.command()
 def rank(
-    history: Path = typer.Option(..., help="JSON object: liked, disliked (lists of item texts), optional domain"),
-    candidates: Path = typer.Option(..., help="candidate item texts, one a line (or a .json list)"),
+    history: Path = typer.Option(
+        ..., readable=False, help="JSON object: liked, disliked (lists of item texts), optional domain"
+    ),
+    candidates: Path = typer.Option(..., readable=False, help="candidate item texts, one a line (or a .json list)"),
     top: int = typer.Option(10, help="how many to show"),
     adapter: Optional[str] = typer.Option(None, help="peft adapter folder, or its name under models/"),
     base: Optional[str] = typer.Option(None, help="backbone folder or catalog name (default: the adapter's)"),

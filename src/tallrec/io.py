@@ -147,13 +147,38 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         _remove(tmp)  # after a swap: the old folder
 
 
-def read_text(path: Path | str, encoding: str = "utf-8") -> str:
-    """A whole input file as text; a missing, empty or wrongly encoded file is a one-line DataError."""
+def input_file(path: Path | str, missing: str = "file not found") -> Path:
+    """`path`, checked as a file to read: it exists, is a regular file (a folder, or a FIFO whose read
+    would wait for a writer forever, is not) and can be read; else a one-line DataError (`missing`: what
+    to say when it does not exist). The one home of this check: every reader of a user's file calls it."""
     path = Path(path)
     if not path.exists():
-        raise DataError(path, "file not found")
-    data = path.read_bytes()
-    if not data.strip():
+        raise DataError(path, missing)
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a file")
+    if not path.is_file():
+        raise DataError(path, "not a regular file")
+    if not os.access(path, os.R_OK):
+        raise DataError(path, "cannot be read (no read permission)")
+    return path
+
+
+def read_bytes(path: Path | str, missing: str = "file not found") -> bytes:
+    """A whole input file's bytes, after input_file's checks (an error while reading is one line too)."""
+    path = input_file(path, missing)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(path, f"cannot be read ({e.strerror})") from None
+
+
+def read_text(
+    path: Path | str, encoding: str = "utf-8", missing: str = "file not found", empty_ok: bool = False
+) -> str:
+    """A whole input file as text; a missing, empty (unless `empty_ok`) or wrongly encoded file is a
+    one-line DataError."""
+    data = read_bytes(path, missing)
+    if not data.strip() and not empty_ok:
         raise DataError(path, "file is empty")
     try:
         return data.decode(encoding)

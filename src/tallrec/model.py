@@ -8,6 +8,10 @@ tokenizer beside it. Every later stage loads that folder in seconds.
 Any other `model.name` is a Hugging Face model: `model.source` (or the name itself) is a local
 folder with a config.json, or a hub id (needs internet). The base folder then only records where
 it lives, so a 7B model is not copied into the DVC cache.
+
+Adapters are loaded here too, each checked first against the backbone it goes on (config, safetensors
+header, every tensor's shape): that check is why the module runs past 350 lines, and it stays beside
+the loaders it guards.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import fnmatch
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -27,10 +32,11 @@ import torch
 from tallrec import paths
 from tallrec.catalog import CATALOG, Backbone
 from tallrec.config import LoraParams, ModelParams
-from tallrec.io import NO_REMOTE_CODE, DataError, atomic_dir, sha256_of, write_json
+from tallrec.io import NO_REMOTE_CODE, DataError, atomic_dir, input_file, read_json, sha256_of, write_json
 from tallrec.runtime import pick_device, pick_dtype
 
 BASE_INFO = "tallrec_base.json"  # what the base_model stage verified, beside the weights
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # a peft adapter folder
 
 
 def base_dir(name: str) -> Path:
@@ -235,6 +241,7 @@ def add_lora(model, lora: LoraParams, adapter: Path | str | None = None, seed: i
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if adapter is not None:
+        check_adapter(adapter, model)
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     config = LoraConfig(
         r=lora.r,
@@ -256,7 +263,7 @@ def write_adapter(model, folder: Path) -> None:
     target_modules as a set, so its JSON order followed PYTHONHASHSEED and the same weights got a
     different config file, and DVC hash, in each process: the list is written sorted."""
     model.save_pretrained(folder)
-    config_path = Path(folder) / "adapter_config.json"
+    config_path = Path(folder) / ADAPTER_CONFIG
     config = json.loads(config_path.read_text())
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
@@ -270,6 +277,122 @@ def load_adapter(model, adapter: Path | str):
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=False).eval()
 
 
+# ---------------------------------------------------------------------------------------------
+# checking an adapter folder before peft reads it: peft ends each of these problems with a traceback
+# (or, for a pickled adapter_model.bin of plain tensors, loads it)
+
+LORA_CONFIG_KEYS = ("peft_type", "r", "lora_alpha", "target_modules")
+PICKLED_WEIGHTS = "adapter_model.bin"  # peft's older format, which it reads with torch.load
+_JSON_KINDS = {list: "a list", str: "a text", int: "a number", float: "a number", bool: "true/false"}
+
+
+def _whole_positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def adapter_config(folder: Path | str) -> dict:
+    """A LoRA adapter's adapter_config.json, checked: a JSON object with the keys peft needs, well typed."""
+    path = Path(folder) / ADAPTER_CONFIG
+    config = read_json(path)
+    if not isinstance(config, dict):
+        kind = _JSON_KINDS.get(type(config), "null")
+        raise DataError(path, f"expected a JSON object (peft's adapter config), not {kind}")
+    missing = [key for key in LORA_CONFIG_KEYS if key not in config]
+    if missing:
+        raise DataError(path, f"missing {', '.join(missing)} (keys peft needs)")
+    if config["peft_type"] != "LORA":
+        raise DataError(path, f"peft_type {config['peft_type']!r}: only LoRA adapters can be loaded")
+    if not _whole_positive(config["r"]):
+        raise DataError(path, f"r must be a positive whole number, not {config['r']!r}")
+    ranks = config.get("rank_pattern") or {}
+    if not isinstance(ranks, dict) or not all(_whole_positive(r) for r in ranks.values()):
+        raise DataError(path, "rank_pattern must map module names to positive whole numbers")
+    alpha = config["lora_alpha"]
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+        raise DataError(path, f"lora_alpha must be a number, not {alpha!r}")
+    targets = config["target_modules"]
+    if not (isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
+        raise DataError(path, "target_modules must be a list of module names or a regex text")
+    return config
+
+
+def adapter_tensor_shapes(folder: Path | str) -> tuple[Path, dict[str, tuple[int, ...]]]:
+    """(the weights file, each tensor's shape) from adapter_model.safetensors' header, which is checked
+    whole (offsets inside the file, every byte covered) without reading the weights."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = Path(folder) / ADAPTER_WEIGHTS
+    pickled = Path(folder) / PICKLED_WEIGHTS
+    if not weights.exists() and pickled.exists():
+        raise DataError(
+            pickled, f"a pickle; tallrec loads no pickles (code could run): save the adapter as {ADAPTER_WEIGHTS}"
+        )
+    input_file(weights)
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return weights, {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except SafetensorError as e:
+        raise DataError(weights, f"not a valid safetensors file ({e})") from None
+
+
+def _rank_of(config: dict, module: str) -> int:
+    """The LoRA rank of one module: peft's rank_pattern (a key matching the name's end) over r."""
+    for pattern, r in (config.get("rank_pattern") or {}).items():
+        if re.match(rf"(.*\.)?({pattern})$", module):
+            return r
+    return config["r"]
+
+
+def _lora_shape(part: str, module, r: int) -> tuple[tuple[int, int], str] | None:
+    """(the shape a LoRA tensor needs on `module`, the module's size in words), None where this check
+    does not know the part (peft then decides)."""
+    if isinstance(module, torch.nn.Embedding):
+        n, dim = module.num_embeddings, module.embedding_dim
+        return {"embedding_A": ((r, n), f"{n} x {dim}"), "embedding_B": ((dim, r), f"{n} x {dim}")}.get(part)
+    fan_in = getattr(module, "in_features", getattr(module, "nx", None))  # nx: transformers' Conv1D
+    fan_out = getattr(module, "out_features", getattr(module, "nf", None))
+    if fan_in is None or fan_out is None:
+        return None
+    size = f"{fan_in} -> {fan_out}"
+    return {"A.weight": ((r, fan_in), size), "B.weight": ((fan_out, r), size)}.get(part)
+
+
+def check_adapter(folder: Path | str, model) -> None:
+    """One-line DataError unless `folder` is a LoRA adapter that fits `model` (its modules: the base, or
+    the base's skeleton on the meta device): config and safetensors header checked, every tensor's
+    shape what the base's module and the rank need."""
+    config = adapter_config(folder)
+    weights, shapes = adapter_tensor_shapes(folder)
+    modules = dict(model.named_modules())
+    n_lora = 0
+    for key, shape in shapes.items():
+        module, lora, part = key.removeprefix("base_model.model.").partition(".lora_")
+        if not lora:
+            continue  # modules_to_save and the like: peft matches them by name
+        n_lora += 1
+        if module not in modules:
+            raise DataError(weights, f"{key} is for {module}, a layer the base does not have")
+        r = _rank_of(config, module)
+        need = _lora_shape(part, modules[module], r)
+        if need is not None and shape != need[0]:
+            raise DataError(
+                weights, f"{key} has shape {shape}; the base's {module} ({need[1]}) with r={r} needs {need[0]}"
+            )
+    if not n_lora:
+        raise DataError(weights, "holds no LoRA weights")
+
+
+def module_skeleton(base: Path | str):
+    """The base's modules on the meta device, built from its config alone: their shapes, no weights, in
+    well under a second (so an adapter is checked before a 7B backbone loads)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with refusing_custom_code(base):
+        config = AutoConfig.from_pretrained(resolve_base(base), **NO_REMOTE_CODE)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, **NO_REMOTE_CODE)
+
+
 def context_length(model) -> int:
     """The longest sequence the model was built for (its position table or RoPE range)."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -280,7 +403,9 @@ def load_scoring_model(base: Path | str, adapter: Path | str | None, cfg: ModelP
     """(model, tokenizer) as every score is computed, by the evaluate stage and by `tallrec score` / `rank`
     alike: the base on the configured device and dtype, the adapter on top, frozen. The LoRA is not merged
     into the weights: in bf16 the merged weights' rounding blurs a small LoRA update (p_yes moved by
-    ~1e-2), and the unmerged LoRA on q/v costs little."""
+    ~1e-2), and the unmerged LoRA on q/v costs little. The adapter is checked first, before any weights load."""
+    if adapter is not None:
+        check_adapter(adapter, module_skeleton(base))
     model, tokenizer = load_base(base, cfg)
     if adapter is not None:
         model = load_adapter(model, adapter)
@@ -297,6 +422,7 @@ __all__ = [
     "load_tokenizer",
     "add_lora",
     "load_adapter",
+    "check_adapter",
     "load_scoring_model",
     "gguf_parts",
     "joined_gguf",

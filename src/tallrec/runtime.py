@@ -21,10 +21,25 @@ def native_bf16() -> bool:
     return any(flag in numerics.cpu_flags() for flag in NATIVE_BF16_FLAGS)
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(device: str | None = None, setting: str = "model.device") -> torch.device:
+    """The device to run on: `device` when given, checked to be on this machine (ValueError naming
+    `setting` otherwise: torch's own failure came only once a model had loaded), else cuda when present."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{setting} {device}: not a device (cpu, cuda, cuda:N or mps)") from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "torch sees no GPU"
+            raise ValueError(f"{setting} {device}: no CUDA device on this machine ({why}); use cpu")
+        if chosen.index is not None and chosen.index >= count:
+            raise ValueError(f"{setting} {device}: this machine has {count} CUDA device(s), numbered from 0")
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{setting} {device}: no MPS device on this machine; use cpu")
+    return chosen
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

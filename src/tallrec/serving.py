@@ -12,29 +12,31 @@ import numpy as np
 
 from tallrec import paths
 from tallrec.config import PromptParams
-from tallrec.io import DataError, atomic_path, read_json, read_text
+from tallrec.io import DataError, atomic_path, read_bytes, read_json, read_text
 from tallrec.prompts import RecTemplate, TooLong, fit_prompt, prompt_budget, token_counter
 from tallrec.scoring import Scorer, ScoringConfig
 
 
 def find_adapter(adapter: Path | str) -> Path:
     """An adapter folder (with adapter_config.json), given as a path or as a name under models/."""
+    from tallrec.model import ADAPTER_CONFIG
+
     path = Path(adapter)
     for folder in (path, path / "adapter", paths.MODELS / path, paths.MODELS / path / "adapter"):
-        if (folder / "adapter_config.json").exists():
+        if (folder / ADAPTER_CONFIG).exists():
             return folder
-    raise DataError(adapter, "no adapter here (expected a folder with adapter_config.json, or a name under models/)")
+    raise DataError(adapter, f"no adapter here (expected a folder with {ADAPTER_CONFIG}, or a name under models/)")
 
 
 def base_of_adapter(adapter: Path) -> Path | str:
     """The backbone an adapter was tuned on: its config's base_model_name_or_path, read as a folder
     or as a catalog name (models/base/<name>)."""
-    from tallrec.model import CATALOG, base_dir
+    from tallrec.model import ADAPTER_CONFIG, CATALOG, adapter_config, base_dir
 
-    cfg_path = adapter / "adapter_config.json"
-    base = read_json(cfg_path, {"base_model_name_or_path?": (str, None)}).get("base_model_name_or_path")
-    if not base:
-        raise DataError(cfg_path, "no base_model_name_or_path; name the backbone with --base")
+    cfg_path = adapter / ADAPTER_CONFIG
+    base = adapter_config(adapter).get("base_model_name_or_path")
+    if not base or not isinstance(base, str):
+        raise DataError(cfg_path, "no base_model_name_or_path (a text); name the backbone with --base")
     # a relative path is the project's (models/base/<name>): tried from here, then from each folder above
     # the adapter, so `tallrec score` finds it from any working directory
     tried = [Path(base)] if Path(base).is_absolute() else [Path(base)] + [p / base for p in adapter.resolve().parents]
@@ -167,11 +169,9 @@ def read_queries(
     With on_error="fail" the first bad line raises DataError. Blank lines are ignored."""
     if on_error not in ("skip", "fail"):
         raise ValueError(f"--on-error must be skip or fail, not {on_error!r}")
-    if not path.exists():
-        raise DataError(path, "input file not found")
     queries, problems = [], []
     # bytes, decoded a line at a time: a bad byte is the problem of its line, not of the whole file
-    for n, raw in enumerate(path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):  # a BOM is fine
+    for n, raw in enumerate(read_bytes(path).removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):  # a BOM is fine
         try:
             try:
                 text = raw.decode("utf-8")
@@ -279,11 +279,12 @@ def rank_table(history: UserQuery, candidates: Sequence[str], scores: np.ndarray
 
 
 def prompt_params_of(params_file: Path) -> tuple[PromptParams, int]:
-    """The prompt section and model.max_length of params.yaml when there is one (a user may run
-    outside the project), else the defaults."""
+    """The prompt section and model.max_length of the params file. Without one in the working directory
+    (a user may run outside the project) the defaults; a --params file named but missing is an error."""
     from tallrec.config import Params, load_params
 
-    params = load_params(params_file) if Path(params_file).exists() else Params()
+    missing_default = Path(params_file) == paths.PARAMS and not paths.PARAMS.exists()
+    params = Params() if missing_default else load_params(params_file)
     return params.prompt, params.model.max_length
 
 
@@ -305,6 +306,13 @@ class LoadConfig:
     quantize: str = "none"
     device: str | None = None
     batch_size: int = 8
+
+
+def check_device(load: LoadConfig) -> None:
+    """--device names a device of this machine: checked before the inputs are read and the model loads."""
+    from tallrec.runtime import pick_device
+
+    pick_device(load.device, "--device")
 
 
 def same_file(a: Path | str, b: Path | str) -> bool:
@@ -344,6 +352,7 @@ def run_score(
     if Path(output).is_dir():
         raise ValueError(f"--output {output} is a folder; name the file to write")
     check_writable(Path(output))
+    check_device(load)
     prompt_params, max_length = prompt_params_of(params_file)
     queries, problems = read_queries(input, domain, on_error, domains_of(prompt_params))
     if not queries:
@@ -370,6 +379,7 @@ def run_score(
 def run_rank(history: Path, candidates: Path, top: int, domain: str, load: LoadConfig, params_file: Path):
     """`tallrec rank`: (the rich table of the best candidates for one user, how many repeated
     candidates were dropped: each item is scored and listed once)."""
+    check_device(load)
     prompt_params, max_length = prompt_params_of(params_file)
     user = read_history(history, domain, domains_of(prompt_params))
     given = read_candidates(candidates)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Literal, NoReturn
 
 import yaml
 
-from tallrec.io import DataError
+from tallrec.io import DataError, read_text
 
 
 class YamlError(DataError):
@@ -109,18 +109,9 @@ def _key_lines(text: str) -> dict[str, int]:
 
 
 def read_yaml_text(path: Path | str, missing: str = "file not found") -> str:
-    """A YAML file's text; a missing, unreadable or non-file path, or one not in UTF-8, is one line."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, missing)
-    if not path.is_file():
-        raise DataError(path, "is a folder, not a file" if path.is_dir() else "not a regular file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not valid utf-8 (byte 0x{e.object[e.start]:02x})") from None
-    except OSError as e:
-        raise DataError(path, f"cannot be read ({e.strerror or e})") from None
+    """A YAML file's text; a missing, unreadable or non-file path, or one not in UTF-8, is one line
+    (tallrec.io's checks; an empty file parses to nothing and is refused by whoever expected a mapping)."""
+    return read_text(path, missing=missing, empty_ok=True)
 
 
 def parse_yaml(text: str, path: Path | str) -> tuple[Any, dict[str, int]]:

@@ -1,4 +1,4 @@
-"""`tallrec score` and `tallrec rank` on a tiny LoRA adapter built in the test."""
+"""tallrec.serving (`tallrec score` and `tallrec rank`) on a tiny LoRA adapter built in the test."""
 
 from __future__ import annotations
 
@@ -340,22 +340,6 @@ def test_a_too_long_history_loses_its_oldest_items_and_says_so(adapter, tmp_path
     assert out[0]["history_dropped"] == 1 and "history_dropped" not in out[1]
 
 
-def test_fit_prompt_drops_the_oldest_first():
-    from tallrec.prompts import RecTemplate, TooLong, fit_prompt
-
-    t = RecTemplate.from_params("movie")
-    history = [("old", True), ("older-dislike", False), ("mid", True), ("new", False)]
-    n_words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer
-    full = t.full_prompt(["old", "mid"], ["older-dislike", "new"], "x")
-    assert fit_prompt(t, history, "x", n_words, n_words(full)) == (full, 0)
-    prompt, dropped = fit_prompt(t, history, "x", n_words, n_words(full) - 1)
-    assert dropped == 1 and prompt == t.full_prompt(["mid"], ["older-dislike", "new"], "x")
-    prompt, dropped = fit_prompt(t, history, "x", n_words, n_words(t.full_prompt([], [], "x")))
-    assert dropped == 4
-    with pytest.raises(TooLong):
-        fit_prompt(t, history, "x", n_words, n_words(t.full_prompt([], [], "x")) - 1)
-
-
 @pytest.mark.parametrize("quantize", ["none", "8bit"])
 def test_the_console_shows_our_lines_not_library_noise(adapter, tmp_path, quantize):
     """No transformers tqdm bars, FutureWarnings or bitsandbytes notes: what `make repro` shows is ours."""
@@ -479,7 +463,8 @@ def test_an_adapters_relative_base_is_found_from_any_working_directory(tmp_path,
     project = tmp_path / "project"
     adapter = project / "models" / "rec" / "m" / "tallrec_movie_k64_seed0"
     adapter.mkdir(parents=True)
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "models/base/mine"}))
+    lora = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}
+    (adapter / "adapter_config.json").write_text(json.dumps({**lora, "base_model_name_or_path": "models/base/mine"}))
     (project / "models" / "base" / "mine").mkdir(parents=True)
     (project / "models" / "base" / "mine" / "config.json").write_text("{}")
     elsewhere = tmp_path / "elsewhere"
@@ -488,21 +473,184 @@ def test_an_adapters_relative_base_is_found_from_any_working_directory(tmp_path,
     assert Path(base_of_adapter(adapter)).resolve() == (project / "models" / "base" / "mine").resolve()
 
 
-@pytest.mark.parametrize(
-    "config, message",
-    [
-        ([1, 2], r"adapter_config.json: expected an object, got \[1, 2\]"),
-        (
-            {"base_model_name_or_path": 5},
-            r"adapter_config.json: base_model_name_or_path: expected a text or null, got 5",
-        ),
-    ],
-)
-def test_an_adapter_config_of_the_wrong_shape_is_one_line(tmp_path, config, message):
-    """A JSON list as adapter_config.json was an AttributeError traceback ('list' object has no attribute 'get')."""
-    from tallrec.io import DataError
-    from tallrec.serving import base_of_adapter
+# ------------------------------------------------ unusable paths, adapter folders and devices (issue 24, item 7)
 
-    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(DataError, match=message):
-        base_of_adapter(tmp_path)
+
+@pytest.fixture
+def no_base(monkeypatch):
+    """Fail loudly if a backbone's weights load: the adapter and the device are checked before that."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("tallrec.model.load_base", refuse)
+
+
+def a_fifo(tmp_path: Path, monkeypatch) -> Path:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    return fifo
+
+
+def an_unreadable_file(tmp_path: Path, monkeypatch) -> Path:
+    import os
+
+    path = tmp_path / "secret.jsonl"
+    path.write_text(json.dumps(GOOD[1]) + "\n")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads any file: the permission check is then shown what chmod would do
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == path else access(p, mode))
+    return path
+
+
+UNUSABLE = {
+    "folder": (lambda tmp_path, _: tmp_path, "is a folder, not a file"),
+    "missing": (lambda tmp_path, _: tmp_path / "nope.jsonl", "file not found"),
+    "fifo": (a_fifo, "not a regular file"),
+    "unreadable": (an_unreadable_file, "cannot be read (no read permission)"),
+}
+
+
+@pytest.mark.parametrize("what", ["--input", "--history", "--candidates", "--params"])
+@pytest.mark.parametrize("kind", sorted(UNUSABLE))
+def test_an_unusable_input_path_is_one_line(no_model, tmp_path, monkeypatch, what, kind):
+    """A folder as --input or --history was an IsADirectoryError traceback (41 and 47 lines)."""
+    make, problem = UNUSABLE[kind]
+    bad = make(tmp_path, monkeypatch)
+    history, candidates = tmp_path / "history.json", tmp_path / "candidates.txt"
+    history.write_text(json.dumps({"liked": [], "disliked": []}))
+    candidates.write_text('"Alpha"\n')
+    if what == "--input":
+        args = ["score", "--input", str(bad), "--output", str(tmp_path / "out.jsonl")]
+    elif what == "--params":
+        good = tmp_path / "users.jsonl"
+        good.write_text(json.dumps(GOOD[1]) + "\n")
+        args = ["score", "--input", str(good), "--params", str(bad)]
+    else:
+        args = ["rank", "--history", str(history), "--candidates", str(candidates), what, str(bad)]
+    if what == "--params":  # run() names the project's params file itself
+        result = runner.invoke(app, [*args, "--adapter", "unused", "--dtype", "fp32"])
+        if kind == "missing":
+            problem = "params file not found (run from the project root, or pass --params)"
+    else:
+        result = run(*args, "--adapter", "unused")
+    assert one_line_error(result) == f"error: {bad}: {problem}"
+
+
+def _edit_config(folder: Path, edit) -> None:
+    path = folder / "adapter_config.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def _edit_weights(folder: Path, edit) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "adapter_model.safetensors"
+    tensors = edit(load_file(path))
+    save_file(tensors, path)
+
+
+def _first(tensors: dict, part: str) -> str:
+    return next(k for k in sorted(tensors) if part in k)
+
+
+def _pickled(folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    weights = folder / "adapter_model.safetensors"
+    torch.save(load_file(weights), folder / "adapter_model.bin")
+    weights.unlink()
+
+
+Q0 = "model.layers.0.self_attn.q_proj"
+BROKEN_ADAPTERS = {
+    "config_a_list": (
+        lambda d: (d / "adapter_config.json").write_text("[1, 2]"),
+        "adapter_config.json: expected a JSON object (peft's adapter config), not a list",
+    ),
+    "config_not_json": (
+        lambda d: (d / "adapter_config.json").write_text("{oops"),
+        "adapter_config.json:1: invalid JSON (Expecting property name enclosed in double quotes)",
+    ),
+    "config_without_peft_keys": (
+        lambda d: _edit_config(d, lambda c: {"base_model_name_or_path": c["base_model_name_or_path"]}),
+        "adapter_config.json: missing peft_type, r, lora_alpha, target_modules",
+    ),
+    "config_not_lora": (
+        lambda d: _edit_config(d, lambda c: {**c, "peft_type": "IA3"}),
+        "adapter_config.json: peft_type 'IA3': only LoRA adapters can be loaded",
+    ),
+    "config_bad_r": (
+        lambda d: _edit_config(d, lambda c: {**c, "r": "four"}),
+        "adapter_config.json: r must be a positive whole number, not 'four'",
+    ),
+    "weights_truncated": (
+        lambda d: (d / "adapter_model.safetensors").write_bytes((d / "adapter_model.safetensors").read_bytes()[:2000]),
+        "adapter_model.safetensors: not a valid safetensors file (Error while deserializing header: "
+        "incomplete metadata, file not fully covered)",
+    ),
+    "weights_not_safetensors": (
+        lambda d: (d / "adapter_model.safetensors").write_bytes(b"\xff" * 64),
+        "adapter_model.safetensors: not a valid safetensors file (",
+    ),
+    "weights_absurd_shape": (
+        lambda d: _edit_weights(d, lambda t: {**t, _first(t, "q_proj.lora_A"): torch.zeros(4, 999)}),
+        f"adapter_model.safetensors: base_model.model.{Q0}.lora_A.weight has shape (4, 999); "
+        f"the base's {Q0} (64 -> 64) with r=4 needs (4, 64)",
+    ),
+    "weights_other_r": (
+        lambda d: _edit_config(d, lambda c: {**c, "r": 8}),
+        f"adapter_model.safetensors: base_model.model.{Q0}.lora_A.weight has shape (4, 64); "
+        f"the base's {Q0} (64 -> 64) with r=8 needs (8, 64)",
+    ),
+    "weights_for_another_module": (
+        lambda d: _edit_weights(
+            d, lambda t: {**t, "base_model.model.model.layers.9.mlp.x.lora_B.weight": torch.zeros(4, 4)}
+        ),
+        "adapter_model.safetensors: base_model.model.model.layers.9.mlp.x.lora_B.weight is for "
+        "model.layers.9.mlp.x, a layer the base does not have",
+    ),
+    "weights_none": (
+        lambda d: _edit_weights(d, lambda t: {}),
+        "adapter_model.safetensors: holds no LoRA weights",
+    ),
+    "weights_only_a_pickle": (
+        _pickled,
+        "adapter_model.bin: a pickle; tallrec loads no pickles (code could run): save the adapter "
+        "as adapter_model.safetensors",
+    ),
+    "weights_missing": (
+        lambda d: (d / "adapter_model.safetensors").unlink(),
+        "adapter_model.safetensors: file not found",
+    ),
+}
+
+
+@pytest.mark.parametrize("how", sorted(BROKEN_ADAPTERS))
+def test_a_broken_adapter_folder_is_one_line_before_the_model_loads(adapter, no_base, tmp_path, how):
+    """Each was a traceback (38 to 60 lines: AttributeError, KeyError 'peft_type', SafetensorError,
+    RuntimeError size mismatch), or, for a tensors-only pickle, loaded."""
+    import shutil
+
+    folder = tmp_path / "adapter"
+    shutil.copytree(adapter[0], folder)
+    mutate, problem = BROKEN_ADAPTERS[how]
+    mutate(folder)
+    src = tmp_path / "users.jsonl"
+    src.write_text(json.dumps(GOOD[1]) + "\n")
+    line = one_line_error(run("score", "--adapter", str(folder), "--input", str(src)))
+    assert line.startswith(f"error: {folder}/{problem}"), line
+
+
+def test_cuda_without_cuda_is_one_line_before_the_model_loads(adapter, no_model, tmp_path):
+    """It was `AssertionError: Torch not compiled with CUDA enabled`, 58 lines, after the model had loaded."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    src = tmp_path / "users.jsonl"
+    src.write_text(json.dumps(GOOD[1]) + "\n")
+    for device in ("cuda", "cuda:0", "nonsense"):
+        line = one_line_error(run("score", "--adapter", str(adapter[0]), "--input", str(src), "--device", device))
+        assert f"--device {device}" in line, line
