@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tallrec import model as M
+from tallrec import paths
 from tallrec.io import DataError, sha256_of
 from tallrec.config import LoraParams, ModelParams, PromptParams
 from tallrec.model import CATALOG, build_base, load_base, resolve_base
@@ -304,18 +305,18 @@ def test_an_adapter_is_checked_against_the_base_it_goes_on(tiny_backbone, tmp_pa
     skeleton = M.module_skeleton(tiny_backbone)
     assert next(skeleton.parameters()).device.type == "meta"
     M.check_adapter(folder, skeleton)
-    tensors = load_file(folder / M.ADAPTER_WEIGHTS)
+    tensors = load_file(folder / paths.ADAPTER_WEIGHTS)
     v0 = "base_model.model.model.layers.0.self_attn.v_proj"
     # v_proj is 64 -> 32 (2 of 4 heads for keys and values): B's shape follows the module, not q_proj's
     assert tensors[f"{v0}.lora_B.weight"].shape == (32, 4)
     tensors = {**tensors, f"{v0}.lora_A.weight": torch.zeros(2, 64), f"{v0}.lora_B.weight": torch.zeros(32, 2)}
-    save_file(tensors, folder / M.ADAPTER_WEIGHTS)
+    save_file(tensors, folder / paths.ADAPTER_WEIGHTS)
     with pytest.raises(DataError, match=r"v_proj \(64 -> 32\) with r=4 needs \(4, 64\)"):
         M.check_adapter(folder, skeleton)
-    config = json.loads((folder / M.ADAPTER_CONFIG).read_text())
-    (folder / M.ADAPTER_CONFIG).write_text(json.dumps({**config, "rank_pattern": {"layers.0.self_attn.v_proj": 2}}))
+    config = json.loads((folder / paths.ADAPTER_CONFIG).read_text())
+    (folder / paths.ADAPTER_CONFIG).write_text(json.dumps({**config, "rank_pattern": {"layers.0.self_attn.v_proj": 2}}))
     M.check_adapter(folder, skeleton)
     fresh, _ = load_base(tiny_backbone, ModelParams(dtype="fp32", device="cpu"))
-    save_file({}, folder / M.ADAPTER_WEIGHTS)
+    save_file({}, folder / paths.ADAPTER_WEIGHTS)
     with pytest.raises(DataError, match="holds no LoRA weights"):
         M.add_lora(fresh, LoraParams(), folder)

@@ -273,6 +273,9 @@ def _import(folder, name, configs, frames, baselines=()):
         ("traversal", r"z-crafted/experiment.json: llm_configs must be a list of plain names"),
         ("list", r"z-crafted/experiment.json: expected an object with llm_configs"),
         ("no_score", r"z-crafted/.*movie.parquet: missing column 'score'"),
+        ("k_text", r"z-crafted/.*tallrec_movie_k64_seed1.json: k: expected .*, got \"64\""),
+        ("auc_list", r"z-crafted/.*tallrec_movie_k64_seed1.json: auc: expected .*, got \[0.5\]"),
+        ("no_model", r"z-crafted/.*tallrec_movie_k64_seed1.json: missing key 'model'"),
     ],
 )
 def test_a_crafted_import_is_refused_in_one_line_never_chosen(tmp_path, crafted, message):
@@ -296,6 +299,13 @@ def test_a_crafted_import_is_refused_in_one_line_never_chosen(tmp_path, crafted,
         (exp / "experiment.json").write_text(json.dumps({"llm_configs": ["../../../etc/x"], "baselines": []}))
     elif crafted == "list":
         (exp / "experiment.json").write_text("[1, 2]")
+    elif crafted in ("k_text", "auc_list", "no_model"):
+        summary = exp / "metrics" / "llm" / "tallrec_movie_k64_seed1.json"
+        meta = json.loads(summary.read_text())
+        meta = {"k_text": {**meta, "k": "64"}, "auc_list": {**meta, "auc": [0.5]}}.get(crafted) or {
+            k: v for k, v in meta.items() if k != "model"
+        }
+        summary.write_text(json.dumps(meta))
     with pytest.raises((DataError, ValueError), match=message) as e:
         deduplicated(imported_runs(tmp_path))
     assert "\n" not in str(e.value)

@@ -74,7 +74,7 @@ def evaluate_one(cfg: EvalConfig, params: Params) -> dict[str, Any]:
     from tallrec.scoring import score_prompts
 
     section = params.evaluate
-    if cfg.adapter is not None and not (cfg.adapter / "adapter_model.safetensors").exists():
+    if cfg.adapter is not None and not (cfg.adapter / paths.ADAPTER_WEIGHTS).exists():
         raise FileNotFoundError(f"{cfg.adapter}: adapter missing (run the tuning stage first)")
     model, tokenizer = load_scoring_model(base_dir(params.model.name), cfg.adapter, params.model)
     budget = prompt_budget(tokenizer, params.prompt, params.model.max_length, context_length(model))

@@ -36,7 +36,6 @@ from tallrec.io import NO_REMOTE_CODE, DataError, atomic_dir, input_file, read_j
 from tallrec.runtime import pick_device, pick_dtype
 
 BASE_INFO = "tallrec_base.json"  # what the base_model stage verified, beside the weights
-ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # a peft adapter folder
 
 
 def base_dir(name: str) -> Path:
@@ -263,7 +262,7 @@ def write_adapter(model, folder: Path) -> None:
     target_modules as a set, so its JSON order followed PYTHONHASHSEED and the same weights got a
     different config file, and DVC hash, in each process: the list is written sorted."""
     model.save_pretrained(folder)
-    config_path = Path(folder) / ADAPTER_CONFIG
+    config_path = Path(folder) / paths.ADAPTER_CONFIG
     config = json.loads(config_path.read_text())
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
@@ -292,7 +291,7 @@ def _whole_positive(value) -> bool:
 
 def adapter_config(folder: Path | str) -> dict:
     """A LoRA adapter's adapter_config.json, checked: a JSON object with the keys peft needs, well typed."""
-    path = Path(folder) / ADAPTER_CONFIG
+    path = Path(folder) / paths.ADAPTER_CONFIG
     config = read_json(path)
     if not isinstance(config, dict):
         kind = _JSON_KINDS.get(type(config), "null")
@@ -321,11 +320,11 @@ def adapter_tensor_shapes(folder: Path | str) -> tuple[Path, dict[str, tuple[int
     whole (offsets inside the file, every byte covered) without reading the weights."""
     from safetensors import SafetensorError, safe_open
 
-    weights = Path(folder) / ADAPTER_WEIGHTS
+    weights = Path(folder) / paths.ADAPTER_WEIGHTS
     pickled = Path(folder) / PICKLED_WEIGHTS
     if not weights.exists() and pickled.exists():
         raise DataError(
-            pickled, f"a pickle; tallrec loads no pickles (code could run): save the adapter as {ADAPTER_WEIGHTS}"
+            pickled, f"a pickle; tallrec loads no pickles (code could run): save the adapter as {paths.ADAPTER_WEIGHTS}"
         )
     input_file(weights)
     try:

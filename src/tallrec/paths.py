@@ -13,6 +13,8 @@ SCRATCH = Path("scratch")  # ignored by git: checkpoints of unfinished runs
 RUN_LOGS = Path("logs")  # ignored by git, no DVC output: wall times, resume points, the machine's facts
 
 SPLITS = ("train", "valid", "test")
+ADAPTER_CONFIG = "adapter_config.json"  # the two files of a peft adapter folder
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def processed_dir(domain: str) -> Path:

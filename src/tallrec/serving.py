@@ -19,21 +19,22 @@ from tallrec.scoring import Scorer, ScoringConfig
 
 def find_adapter(adapter: Path | str) -> Path:
     """An adapter folder (with adapter_config.json), given as a path or as a name under models/."""
-    from tallrec.model import ADAPTER_CONFIG
 
     path = Path(adapter)
     for folder in (path, path / "adapter", paths.MODELS / path, paths.MODELS / path / "adapter"):
-        if (folder / ADAPTER_CONFIG).exists():
+        if (folder / paths.ADAPTER_CONFIG).exists():
             return folder
-    raise DataError(adapter, f"no adapter here (expected a folder with {ADAPTER_CONFIG}, or a name under models/)")
+    raise DataError(
+        adapter, f"no adapter here (expected a folder with {paths.ADAPTER_CONFIG}, or a name under models/)"
+    )
 
 
 def base_of_adapter(adapter: Path) -> Path | str:
     """The backbone an adapter was tuned on: its config's base_model_name_or_path, read as a folder
     or as a catalog name (models/base/<name>)."""
-    from tallrec.model import ADAPTER_CONFIG, CATALOG, adapter_config, base_dir
+    from tallrec.model import CATALOG, adapter_config, base_dir
 
-    cfg_path = adapter / ADAPTER_CONFIG
+    cfg_path = adapter / paths.ADAPTER_CONFIG
     base = adapter_config(adapter).get("base_model_name_or_path")
     if not base or not isinstance(base, str):
         raise DataError(cfg_path, "no base_model_name_or_path (a text); name the backbone with --base")

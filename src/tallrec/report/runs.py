@@ -80,19 +80,23 @@ def _plain_names(meta: dict, key: str, where: Path) -> list[str]:
     return names
 
 
+# what the report reads of an evaluate summary (tallrec.evaluation writes it; an import may be crafted)
+SUMMARY_SHAPE = {
+    "variant": str,
+    "train_domain": (str, None),
+    "k": (int, None),
+    "seed": (int, None),
+    "model": str,
+    "auc": dict,
+}
+
+
 def llm_runs(root: Path, configs: Iterable[str], source: str) -> list[Run]:
     """The runs of LLM configurations whose summary (metrics/llm/<config>.json) is under `root`."""
     runs = []
     for config in configs:
         summary_path = root / paths.llm_summary_path(config)
-        summary = read_json(summary_path)
-        needed = ("variant", "train_domain", "k", "seed", "model", "auc")
-        if (
-            not isinstance(summary, dict)
-            or any(key not in summary for key in needed)
-            or not isinstance(summary["auc"], dict)
-        ):
-            raise DataError(summary_path, f"not an evaluate summary (needs {', '.join(needed)})")
+        summary = read_json(summary_path, SUMMARY_SHAPE)
         if summary["variant"] not in (*VARIANTS, ICL) or not set(summary["auc"]) <= set(DOMAINS):
             raise DataError(
                 summary_path, f"unknown variant {summary['variant']!r} or test domain in {sorted(summary['auc'])}"

@@ -26,7 +26,7 @@ def main(params: Params, variant: str, domain: str, k: int, seed: int) -> str:
     run = RecRun(variant, domain, k, seed)
     out = paths.rec_adapter_dir(params.model.name, run.name)
     stage1 = paths.alpaca_adapter_dir(params.model.name)
-    if variant in ("tallrec", "at") and not (stage1 / "adapter_model.safetensors").exists():
+    if variant in ("tallrec", "at") and not (stage1 / paths.ADAPTER_WEIGHTS).exists():
         raise FileNotFoundError(f"{stage1}: stage-1 adapter missing (run `tallrec alpaca-tune`)")
     if variant == "at":
         with atomic_dir(out) as tmp:
@@ -69,7 +69,7 @@ def tune(run, params: Params, start=None, *, hooks=None):
         as_dict(params.prompt),
         sha256_of(shots),
         base_digest(base),
-        sha256_of(start / "adapter_model.safetensors") if start else None,
+        sha256_of(start / paths.ADAPTER_WEIGHTS) if start else None,
         code_digest(),
     )
     model, tokenizer = load_base(base, params.model)

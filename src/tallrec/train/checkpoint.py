@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tallrec import paths
 from tallrec.io import DataError, atomic_dir, sha256_of, write_json
 from tallrec.model import BASE_INFO, write_adapter
 
@@ -119,7 +120,7 @@ def load_checkpoint(folder: Path, fingerprint: str, model, optimizer) -> tuple[T
         return None  # another configuration's checkpoint: start afresh
     tensors = load_file(folder / "trainer.safetensors")
     meta = json.loads((folder / "trainer.json").read_text())
-    set_peft_model_state_dict(model, load_file(folder / "adapter" / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, load_file(folder / "adapter" / paths.ADAPTER_WEIGHTS))
     restore_optimizer(optimizer, tensors, meta["optimizer"])
     return state, restore_rng(tensors, meta["rng"])
 

@@ -330,7 +330,7 @@ def finish(
         with atomic_dir(destination) as tmp:
             shutil.copytree(scratch, tmp, dirs_exist_ok=True)
     with atomic_dir(out) as tmp:
-        if (best / "adapter_model.safetensors").exists():
+        if (best / paths.ADAPTER_WEIGHTS).exists():
             for name in os.listdir(best):
                 shutil.copy2(best / name, tmp / name)
         else:
