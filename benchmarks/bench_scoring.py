@@ -174,7 +174,8 @@ def precision_main(args) -> None:
         title=f"reduced-precision scoring, {len(prompts)} {args.domain} test prompts, "
         f"{args.adapter or 'untuned backbone'}, {threads} threads, flags {' '.join(flags)}"
     )
-    for col in ("path", "s", "prompts/s", "× fp32", "AUC", "|ΔAUC|", "r(p_yes)", "max |Δp|", "peak RSS MiB", "guard"):
+    columns = ("path", "s", "prompts/s", "× fp32", "AUC", "|ΔAUC|", "r(p_yes)", "max |Δp|", "same bytes")
+    for col in (*columns, "peak RSS MiB", "guard"):
         table.add_column(col, justify="left" if col == "path" else "right")
     for path, (p, sec, rss) in results.items():
         a, r = auc(labels, p), float(np.corrcoef(p, p32)[0, 1])
@@ -187,7 +188,8 @@ def precision_main(args) -> None:
             f"{a:.4f}",
             f"{abs(a - a32):.4f}",
             f"{r:.4f}",
-            f"{np.abs(p - p32).max():.3f}",
+            f"{np.abs(p - p32).max():.1e}",
+            "yes" if np.array_equal(p, p32) else "no",  # a cut the pipeline may take without a new lock
             f"{rss:.0f}",
             "pass" if ok else "FAIL",
         )

@@ -102,3 +102,20 @@ def test_the_report_stage_swaps_in_exactly_the_outputs_dvc_yaml_declares(stages)
 
     (outs,) = [outs for name, _, _, outs in stages if name == "report"]
     assert sorted(str(o.def_path) for o in outs) == sorted(str(paths.REPORTS / name) for name in OUTPUTS)
+
+
+def test_dvc_yaml_spells_the_run_name_as_names_run_name_does(stages):
+    """dvc.yaml's matrix templates write `<variant>_<domain>_k<K>_seed<S>` out again (YAML cannot call
+    Python): every rec_tune / evaluate instance's outputs are named by tallrec.names.run_name of its own
+    command's arguments, so a change to one spelling without the other fails here."""
+    from tallrec.names import run_name
+
+    seen = 0
+    for name, cmd, _, outs in stages:
+        if name.startswith(("rec_tune@", "evaluate@")):
+            variant, domain, k, seed = cmd.split()[-4:]
+            expected = run_name(variant, domain, int(k), int(seed))
+            for out in outs:
+                assert expected in str(out.def_path), (name, str(out.def_path), expected)
+            seen += 1
+    assert seen >= 2
