@@ -85,8 +85,10 @@ def main() -> int:
     stages = [s for s in committed if selected(s, args.fast)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
     start = time.perf_counter()
-    # every stage of the pipeline, or the fast ones: the lock is rewritten with what this machine made
-    cmd = ["dvc", "repro", "--no-run-cache", *([] if not args.fast else stages)]
+    # every stage of the pipeline, or the fast ones: the lock is rewritten with what this machine made.
+    # --force: a stage whose outputs are already in the clone's cache (another stage made the same bytes,
+    # e.g. two empty text-embedding tables) would otherwise be checked out, not run
+    cmd = ["dvc", "repro", "--force", "--no-run-cache", *([] if not args.fast else stages)]
     done = subprocess.run(cmd, cwd=clone, env=env)
     minutes = (time.perf_counter() - start) / 60
     if done.returncode != 0:
