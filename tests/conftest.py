@@ -105,3 +105,18 @@ def restore_torch_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+def sigkill_when_paused(child, marker: Path, timeout: float = 300) -> None:
+    """Wait until a child process writes `marker` (its hook paused it at a known point), then SIGKILL it:
+    the deterministic kill point both the tuning and the pipeline kill tests use."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None and not marker.exists():
+        time.sleep(0.05)
+    assert marker.exists() and child.poll() is None, child.stderr.read() if child.poll() is not None else "no pause"
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL

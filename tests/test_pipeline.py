@@ -7,16 +7,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from conftest import sigkill_when_paused
 
 from tallrec import evaluation as E
 from tallrec.metrics import auc
@@ -262,12 +261,7 @@ def test_a_sigkilled_rec_tune_resumes_to_the_same_adapter(tiny_project, tmp_path
 
     marker = tmp_path / "paused"
     child = run_rec_tune(project, pause_after=20, marker=marker)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and child.poll() is None and not marker.exists():
-        time.sleep(0.05)
-    assert marker.exists() and child.poll() is None, child.stderr.read() if child.poll() is not None else "no pause"
-    os.kill(child.pid, signal.SIGKILL)
-    assert child.wait() == -signal.SIGKILL
+    sigkill_when_paused(child, marker)
     killed_at = json.loads(next((paths.SCRATCH / "checkpoints").glob("[!.]*/train_state.json")).read_text())
     assert killed_at["global_step"] == int(marker.read_text()) == 20 and not adapter.exists()
     shutil.rmtree(project / "hooks")

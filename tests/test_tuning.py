@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from conftest import sigkill_when_paused
 import torch
 
 from tallrec.config import LoraParams, ModelParams, Params, RecRun, RecTuneParams, rec_grid
@@ -366,7 +366,6 @@ def _run_killable(backbone: Path, folder: Path, pause_at: str | None = None):
     import os
     import subprocess
     import sys
-    import time
 
     script = folder.parent / f"{folder.name}.py"
     script.write_text(KILLABLE)
@@ -386,12 +385,7 @@ def _run_killable(backbone: Path, folder: Path, pause_at: str | None = None):
     if pause_at is None:
         assert child.wait(timeout=300) == 0, child.stderr.read()
         return
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and child.poll() is None and not marker.exists():
-        time.sleep(0.05)
-    assert marker.exists() and child.poll() is None, child.stderr.read() if child.poll() is not None else "no pause"
-    os.kill(child.pid, signal.SIGKILL)
-    assert child.wait() == -signal.SIGKILL
+    sigkill_when_paused(child, marker)
     marker.unlink()
 
 
