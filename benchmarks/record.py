@@ -31,15 +31,21 @@ def commit() -> str:
     return head + ("+changes" if dirty else "")
 
 
-def machine() -> str:
+def machine(kernels: str | None = None) -> str:
+    """The machine's line; `kernels` overrides what this process's kernels are (a benchmark that times
+    pipeline stages, which pin the numerics in their own processes)."""
     import torch
 
     from tallrec import numerics
 
     flags = " ".join(numerics.reported_flags()) or "none of " + ", ".join(numerics.REPORTED_FLAGS)
+    # whether the variables are in force, not the switch's value: a benchmark that never pins runs the
+    # CPU's own kernels even though the switch reads "canonical"
+    if kernels is None:
+        kernels = "pinned to AVX2 (canonical numerics)" if numerics.is_pinned() else "the CPU's own (not pinned)"
     return (
         f"CPU flags `{flags}`, {os.cpu_count()} cores ({platform.machine()}), torch {torch.__version__} "
-        f"with {torch.get_num_threads()} threads, numerics {numerics.mode()}"
+        f"with {torch.get_num_threads()} threads, kernels {kernels}"
     )
 
 
@@ -52,7 +58,7 @@ def markdown(table: Table) -> str:
     return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
 
 
-def save(name: str, tables: list[Table], quick: bool, notes: list[str] = ()) -> Path:
+def save(name: str, tables: list[Table], quick: bool, notes: list[str] = (), kernels: str | None = None) -> Path:
     """Print the tables and write them to their results file (temp + rename); returns its path."""
     console = Console(width=160)
     for table in tables:
@@ -64,7 +70,7 @@ def save(name: str, tables: list[Table], quick: bool, notes: list[str] = ()) -> 
     parts = [
         f"# {name}" + (" (quick mode)" if quick else ""),
         "",
-        f"Measured {when} at commit {commit()}: {machine()}. Command: `{command}`.",
+        f"Measured {when} at commit {commit()}: {machine(kernels)}. Command: `{command}`.",
     ]
     for table in tables:
         parts += ["", f"**{table.title}**" if table.title else "", "", markdown(table)]

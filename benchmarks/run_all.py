@@ -20,6 +20,7 @@ from record import ROOT  # benchmarks/ is on sys.path when this file runs as a s
 
 BASE = ROOT / "models" / "base" / "smollm2-135m"
 TEST = ROOT / "data" / "processed" / "movie" / "test.parquet"
+ADAPTER = ROOT / "models" / "rec" / "smollm2-135m" / "tallrec_movie_k64_seed0"
 
 # (script and arguments, what it needs built, full mode only)
 BENCHMARKS = [
@@ -27,6 +28,7 @@ BENCHMARKS = [
     (["bench_baselines.py"], (TEST,), False),
     (["bench_scoring.py"], (BASE, TEST), False),
     (["bench_scoring.py", "--precision"], (BASE, TEST), False),
+    (["bench_cuts.py"], (BASE, TEST, ADAPTER), False),
     (["bench_repro.py"], (), True),
 ]
 
