@@ -67,7 +67,7 @@ def cuts(threads: int, adapter: str | None) -> list[Cut]:
     return out
 
 
-KEYS = ("stages", "1-thread", "dealt", "batch4", "batch16", "merged", "no-prefix")
+KEYS = tuple(c.key for c in cuts(threads=2, adapter="any"))  # every cut's key, for --help and its errors
 
 
 def _worker(cut: Cut, index: int, base: str, adapter: str | None, prompts: list[str], barrier, queue) -> None:
